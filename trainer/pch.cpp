@@ -1,0 +1,1 @@
+// Compiles the shared precompiled LibTorch header (see the root CMakeLists.txt).
