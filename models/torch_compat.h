@@ -15,3 +15,25 @@
 // at::scaled_dot_product_attention (flash / cuDNN / memory-efficient backends)
 // arrived in 2.0; 1.13 gets an equivalent masked softmax attention.
 #define MUONRUN_HAS_SDPA MUONRUN_TORCH_AT_LEAST(2, 0)
+
+namespace muonrun::compat {
+
+// Causal self-attention over q, k, v of shape [B, H, T, D] with scale
+// 1/sqrt(D). LibTorch 2.x picks the fastest kernel (flash / cuDNN on Hopper);
+// 1.13 computes the same softmax(q k^T / sqrt(D) + causal mask) v explicitly.
+inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                      const torch::Tensor& v) {
+#if MUONRUN_HAS_SDPA
+  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0,
+                                          /*is_causal=*/true);
+#else
+  const int64_t T = q.size(-2);
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(-1)));
+  auto future = torch::ones({T, T}, torch::dtype(torch::kBool).device(q.device())).triu(1);
+  scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+  auto weights = torch::softmax(scores.to(torch::kFloat), -1).to(q.scalar_type());
+  return torch::matmul(weights, v);
+#endif
+}
+
+}  // namespace muonrun::compat

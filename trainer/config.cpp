@@ -31,6 +31,8 @@ void visit_config(V& v, Config& c) {
     v.choice("log_level", c.run.log_level, {"trace", "debug", "info", "warn", "error"},
              "log level of console and log files");
     v.choice("device", c.run.device, {"auto", "cpu", "cuda"}, "auto: cuda when available");
+    v.number("cpu_threads", c.run.cpu_threads, int64_t{0}, int64_t{4096},
+             "intra-op CPU threads per rank (0: cores / ranks on the node)");
     v.number("seed", c.run.seed, int64_t{0}, kMaxInt, "seed of parameter init and sampling");
   });
   v.section("model", [&] {

@@ -24,6 +24,7 @@ struct RunConfig {
   std::string dir;  // empty: runs/<name>
   std::string log_level = "info";
   std::string device = "auto";  // auto: cuda when available, else cpu
+  int64_t cpu_threads = 0;      // 0: the node's cores divided among its ranks
   int64_t seed = 0;
 };
 

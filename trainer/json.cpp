@@ -33,6 +33,7 @@ class Parser {
     } else {
       while (true) {
         skip_space();
+        if (peek() != '"') fail("expected a member name");
         std::string name = string_literal();
         skip_space();
         expect(':');
@@ -89,7 +90,10 @@ class Parser {
       case 't': literal("true"); v.kind = Value::Kind::Bool; v.boolean = true; break;
       case 'f': literal("false"); v.kind = Value::Kind::Bool; break;
       case 'n': literal("null"); break;
-      default: number(v); break;
+      default:
+        if (peek() != '-' && (peek() < '0' || peek() > '9')) fail("expected a value");
+        number(v);
+        break;
     }
     return v;
   }
@@ -152,8 +156,8 @@ class Parser {
   unsigned hex4() {
     if (text_.size() - pos_ < 4) fail("short \\u escape");
     unsigned code = 0;
-    for (int i = 0; i < 4; ++i) {
-      char c = text_[pos_++];
+    for (int i = 0; i < 4; ++i, ++pos_) {
+      char c = text_[pos_];
       code <<= 4;
       if (c >= '0' && c <= '9') code |= c - '0';
       else if (c >= 'a' && c <= 'f') code |= c - 'a' + 10;
@@ -210,18 +214,19 @@ class Parser {
         case 'u': {
           unsigned cp = hex4();
           if (cp >= 0xD800 && cp <= 0xDBFF) {
-            // A high surrogate must be followed by a low one; together they
-            // name one code point above U+FFFF.
+            // A high surrogate followed by a low one names one code point
+            // above U+FFFF. Otherwise it is lone, and whatever follows is
+            // read on its own (it may start a pair itself).
+            size_t next = pos_;
+            unsigned low = 0;
             if (text_.substr(pos_, 2) == "\\u") {
               pos_ += 2;
-              unsigned low = hex4();
-              if (low >= 0xDC00 && low <= 0xDFFF) {
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-              } else {
-                append_utf8(out, 0xFFFD);  // lone high surrogate
-                cp = low >= 0xD800 && low <= 0xDFFF ? 0xFFFD : low;
-              }
+              low = hex4();
+            }
+            if (low >= 0xDC00 && low <= 0xDFFF) {
+              cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
             } else {
+              pos_ = next;
               cp = 0xFFFD;
             }
           } else if (cp >= 0xDC00 && cp <= 0xDFFF) {

@@ -6,7 +6,10 @@
 #include <iostream>
 
 #include "trainer/config.h"
+#include "trainer/data/prepare.h"
 #include "trainer/logging.h"
+#include "trainer/sample.h"
+#include "trainer/train.h"
 
 using namespace muonrun;
 
@@ -37,6 +40,48 @@ int main(int argc, char** argv) {
   auto* config_cmd = app.add_subcommand("config", "print the effective config as YAML");
   add_config_options(config_cmd, config_options);
 
+  PrepareOptions prepare;
+  auto* prepare_cmd = app.add_subcommand("prepare", "tokenize text into GPT-2 token shards");
+  prepare_cmd->add_option("--input", prepare.inputs, ".txt / .jsonl files, optionally .xz / .gz")
+      ->required()
+      ->check(CLI::ExistingFile);
+  prepare_cmd->add_option("--out", prepare.out_dir, "output directory for train_*.bin, val_*.bin")
+      ->required();
+  prepare_cmd->add_option("--val-input", prepare.val_inputs, "validation text, kept apart")
+      ->check(CLI::ExistingFile);
+  prepare_cmd->add_option("--val-tokens", prepare.val_tokens,
+                          "without --val-input: the first N tokens go to val")
+      ->capture_default_str();
+  prepare_cmd->add_option("--shard-tokens", prepare.shard_tokens, "tokens per shard")
+      ->capture_default_str();
+  prepare_cmd->add_option("--vocab", prepare.vocab_dir, "directory with encoder.json, vocab.bpe")
+      ->capture_default_str();
+  prepare_cmd->add_option("--threads", prepare.threads, "tokenizer threads")->capture_default_str();
+
+  ConfigOptions train_config;
+  TrainOptions train;
+  auto* train_cmd = app.add_subcommand("train", "train a GPT (one process, or one rank of many)");
+  add_config_options(train_cmd, train_config);
+  train_cmd->add_flag("--resume", train.resume, "continue from the newest complete checkpoint of the run");
+  train_cmd->add_option("--checkpoint", train.checkpoint, "continue from this checkpoint directory")
+      ->check(CLI::ExistingDirectory);
+  train_cmd->add_flag("--force", train.force, "resume even if the model or data config changed");
+
+  SampleOptions sample;
+  auto* sample_cmd = app.add_subcommand("sample", "generate text from a checkpoint");
+  sample_cmd->add_option("--checkpoint", sample.checkpoint, "checkpoint directory")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  sample_cmd->add_option("--prompt", sample.prompt, "text to continue")->capture_default_str();
+  sample_cmd->add_option("--max-tokens", sample.max_tokens, "tokens to generate")->capture_default_str();
+  sample_cmd->add_option("--temperature", sample.temperature, "0: greedy")->capture_default_str();
+  sample_cmd->add_option("--top-k", sample.top_k, "sample among the k likeliest (0: all)")
+      ->capture_default_str();
+  sample_cmd->add_option("--seed", sample.seed, "sampling seed")->capture_default_str();
+  sample_cmd->add_option("--vocab", sample.vocab_dir, "directory with encoder.json, vocab.bpe")
+      ->capture_default_str();
+  sample_cmd->add_option("--device", sample.device, "auto | cpu | cuda")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -46,6 +91,14 @@ int main(int argc, char** argv) {
     init_console_logging(log_level);
     if (config_cmd->parsed()) {
       std::cout << to_yaml(load_config(config_options.files, config_options.overrides));
+    } else if (prepare_cmd->parsed()) {
+      run_prepare(prepare);
+    } else if (train_cmd->parsed()) {
+      // An explicit --log-level beats the config's run.log_level.
+      if (app.count("--log-level") > 0) train_config.overrides.push_back("run.log_level=" + log_level);
+      run_training(load_config(train_config.files, train_config.overrides), train);
+    } else if (sample_cmd->parsed()) {
+      std::cout << run_sampling(sample) << "\n";
     }
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

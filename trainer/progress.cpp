@@ -17,17 +17,24 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-Progress::Progress(std::string label, double total, std::string unit, double interval_s)
+Progress::Progress(std::string label, double total, std::string unit, double interval_s,
+                   bool transient)
     : label_(std::move(label)),
       total_(total),
       unit_(std::move(unit)),
       interval_s_(interval_s),
+      transient_(transient),
       terminal_(isatty(STDOUT_FILENO) != 0),
       start_(std::chrono::steady_clock::now()),
       last_print_(start_) {}
 
 Progress::~Progress() {
-  if (!finished_ && terminal_) std::fputs("\n", stdout);
+  if (transient_ && terminal_ && printed_) {
+    std::fputs("\r\033[K", stdout);  // leave the terminal as it was
+    std::fflush(stdout);
+  } else if (!finished_ && terminal_ && printed_) {
+    std::fputs("\n", stdout);
+  }
 }
 
 void Progress::update(double done) {
@@ -43,8 +50,8 @@ void Progress::update(double done) {
 
 void Progress::finish() {
   if (finished_) return;
-  print(true);
   finished_ = true;
+  if (!transient_) print(true);
 }
 
 void Progress::print(bool final) {
@@ -61,6 +68,7 @@ void Progress::print(bool final) {
                   unit_.c_str(), format_duration(elapsed).c_str(), rate, unit_.c_str(),
                   final ? " (done)" : "");
   }
+  printed_ = true;
   if (terminal_) {
     std::fprintf(stdout, "\r\033[K%s%s", line, final ? "\n" : "");
     std::fflush(stdout);

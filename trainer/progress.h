@@ -14,8 +14,10 @@ namespace muonrun {
 class Progress {
  public:
   // `total` = 0 means unknown (no percentage or ETA); `unit` names what is
-  // counted ("MB", "tokens").
-  Progress(std::string label, double total, std::string unit, double interval_s = 10.0);
+  // counted ("MB", "tokens"). A `transient` progress (evaluation inside a
+  // training log) erases its terminal line when done and prints no summary.
+  Progress(std::string label, double total, std::string unit, double interval_s = 10.0,
+           bool transient = false);
   ~Progress();
 
   // Reports `done` units finished so far (monotonic).
@@ -30,8 +32,10 @@ class Progress {
   double total_;
   std::string unit_;
   double interval_s_;
+  bool transient_;
   bool terminal_;
   bool finished_ = false;
+  bool printed_ = false;
   double done_ = 0;
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_print_;

@@ -1,0 +1,108 @@
+// The GPT of speedrun record 11 (recipe §3): the network and nothing else.
+//
+//   embed -> rmsnorm = x0
+//   12 blocks; block i: x = l0*x + l1*x0
+//                       x = x + attn(norm(x))   (QK-norm, rotary, value residual)
+//                       x = x + mlp(norm(x))    (relu^2)
+//   blocks 0..5 push x, blocks 6..11 first add skip_weight * pop()  (U-net)
+//   norm -> lm_head -> 30*tanh(logits/30) -> cross-entropy in fp32
+//
+// Parameters stay in fp32 (the master weights); forward casts them to the
+// compute dtype (bf16 on CUDA, fp32 on the CPU), as the recipe's CastedLinear.
+// Parameter names follow the PyTorch speedrun script, so a safetensors file
+// written from here opens with the same keys there:
+//   transformer.wte.weight            [vocab_padded, dim]
+//   transformer.h.<i>.attn.c_q.weight [heads*head_dim, dim]   (also c_k, c_v)
+//   transformer.h.<i>.attn.c_proj.weight [dim, heads*head_dim]
+//   transformer.h.<i>.attn.lamb       []   value-residual mix
+//   transformer.h.<i>.mlp.c_fc.weight [mlp_ratio*dim, dim]
+//   transformer.h.<i>.mlp.c_proj.weight [dim, mlp_ratio*dim]
+//   transformer.h.<i>.lambdas         [2]  embedding-skip mix
+//   skip_weights                      [layers - layers/2]
+//   lm_head.weight                    [vocab_padded, dim]
+#pragma once
+
+#include <torch/torch.h>
+
+#include "trainer/config.h"
+
+namespace muonrun {
+
+// Vocabulary rounded up to a multiple of `vocab_multiple` (50257 -> 50304).
+int64_t padded_vocab(const ModelConfig& config);
+
+// A bias-free linear layer whose fp32 weight is cast to the input's dtype.
+struct CastedLinearImpl : torch::nn::Module {
+  CastedLinearImpl(int64_t in, int64_t out, bool zero_init);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+};
+TORCH_MODULE(CastedLinear);
+
+struct AttentionImpl : torch::nn::Module {
+  explicit AttentionImpl(const ModelConfig& config);
+  // `v1` is the first block's values (undefined in the first block); returns
+  // the output and this block's v1.
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const torch::Tensor& v1,
+                                                  const torch::Tensor& cos,
+                                                  const torch::Tensor& sin);
+  int64_t heads, head_dim;
+  CastedLinear c_q{nullptr}, c_k{nullptr}, c_v{nullptr}, c_proj{nullptr};
+  torch::Tensor lamb;
+};
+TORCH_MODULE(Attention);
+
+struct MlpImpl : torch::nn::Module {
+  explicit MlpImpl(const ModelConfig& config);
+  torch::Tensor forward(const torch::Tensor& x);
+  CastedLinear c_fc{nullptr}, c_proj{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+struct BlockImpl : torch::nn::Module {
+  explicit BlockImpl(const ModelConfig& config);
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const torch::Tensor& v1,
+                                                  const torch::Tensor& x0,
+                                                  const torch::Tensor& cos,
+                                                  const torch::Tensor& sin);
+  Attention attn{nullptr};
+  Mlp mlp{nullptr};
+  torch::Tensor lambdas;
+};
+TORCH_MODULE(Block);
+
+struct GPTImpl : torch::nn::Module {
+  explicit GPTImpl(const ModelConfig& config);
+
+  // Logits [B, T, vocab_padded] in fp32, soft-capped. idx: [B, T] int64.
+  torch::Tensor forward(const torch::Tensor& idx);
+  // Mean cross-entropy of next-token prediction, fp32 scalar.
+  torch::Tensor loss(const torch::Tensor& idx, const torch::Tensor& targets);
+
+  // bf16 for CUDA training, fp32 on the CPU (the default).
+  void set_compute_dtype(torch::ScalarType dtype) { compute_dtype = dtype; }
+
+  ModelConfig config;
+  torch::ScalarType compute_dtype = torch::kFloat;
+  torch::nn::ModuleDict transformer{nullptr};
+  torch::nn::Embedding wte{nullptr};
+  torch::nn::ModuleList h{nullptr};
+  CastedLinear lm_head{nullptr};
+  torch::Tensor skip_weights;
+
+ private:
+  // Rotary tables for sequence length T: cos, sin of shape [1, T, 1, head_dim/2].
+  std::pair<torch::Tensor, torch::Tensor> rotary(int64_t T, torch::Device device);
+  torch::Tensor rotary_cos_, rotary_sin_;
+};
+TORCH_MODULE(GPT);
+
+// RMS normalisation over the last dimension without a learned weight,
+// computed in fp32 and returned in the input's dtype (as F.rms_norm).
+torch::Tensor rms_norm(const torch::Tensor& x);
+
+// Rotates pairs (x[..., i], x[..., i + D/2]) by the rotary angles.
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
+                           const torch::Tensor& sin);
+
+}  // namespace muonrun

@@ -1,0 +1,60 @@
+#include "optim/muon.h"
+
+#include <cmath>
+
+#include "optim/optimizer.h"
+#include "optim/schedule.h"
+
+namespace muonrun {
+
+double muon_shape_factor(int64_t rows, int64_t cols) {
+  return std::sqrt(std::max(1.0, static_cast<double>(rows) / static_cast<double>(cols)));
+}
+
+void muon_update(torch::Tensor param, const torch::Tensor& grad, torch::Tensor& momentum,
+                 const MuonStep& step) {
+  torch::NoGradGuard no_grad;
+  const double mu = step.momentum;
+  momentum.lerp_(grad, 1 - mu);
+  auto direction = step.nesterov ? grad.lerp(momentum, mu) : momentum;
+  // bf16 tensor cores on the GPU; fp32 on the CPU, where bf16 is slow and gains nothing.
+  const auto dtype = param.is_cuda() ? torch::kBFloat16 : torch::kFloat;
+  auto O = newton_schulz(direction, step.ns_steps, step.schedule, dtype);
+  if (step.weight_decay != 0) param.mul_(1 - step.lr * step.weight_decay);
+  param.add_(O.to(param.scalar_type()), -step.lr * muon_shape_factor(param.size(0), param.size(1)));
+}
+
+Muon::Muon(std::vector<NamedParam> params, const MuonConfig& config)
+    : params_(std::move(params)), config_(config) {
+  for (const auto& p : params_) {
+    TORCH_CHECK(p.tensor.dim() == 2, "Muon handles matrices only; ", p.name, " has ",
+                p.tensor.dim(), " dimensions");
+    momentum_[p.name] = torch::zeros_like(p.tensor);
+  }
+}
+
+MuonStep Muon::step_hyper(double lr_multiplier, int64_t step) const {
+  return {config_.lr * lr_multiplier, muon_momentum(step, config_), config_.nesterov,
+          config_.ns_steps, config_.weight_decay, quintic_schedule()};
+}
+
+void Muon::step(double lr_multiplier, int64_t step) {
+  const MuonStep hyper = step_hyper(lr_multiplier, step);
+  for (auto& p : params_) {
+    if (!p.tensor.grad().defined()) continue;
+    muon_update(p.tensor, p.tensor.grad(), momentum_.at(p.name), hyper);
+  }
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> Muon::state() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& [name, m] : momentum_) out.emplace_back("muon.momentum." + name, m);
+  return out;
+}
+
+void Muon::load_state(const std::map<std::string, torch::Tensor>& tensors) {
+  torch::NoGradGuard no_grad;
+  for (auto& [name, m] : momentum_) m.copy_(state_tensor(tensors, "muon.momentum." + name, m));
+}
+
+}  // namespace muonrun

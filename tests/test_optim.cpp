@@ -1,0 +1,227 @@
+// Optimizers against independent references: LibTorch's own AdamW, float64
+// formulas written in this file, SVD polar factors and closed forms.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "models/gpt.h"
+#include "optim/adamw.h"
+#include "optim/muon.h"
+#include "optim/newton_schulz.h"
+#include "optim/optimizer.h"
+#include "optim/param_groups.h"
+#include "optim/schedule.h"
+
+using namespace muonrun;
+
+namespace {
+
+// The polar factor U V^T of a float64 matrix, from its SVD.
+torch::Tensor polar(const torch::Tensor& G) {
+  auto [U, S, Vh] = torch::linalg_svd(G.to(torch::kDouble), /*full_matrices=*/false);
+  return torch::matmul(U, Vh);
+}
+
+torch::Tensor singular_values(const torch::Tensor& X) {
+  return torch::linalg_svdvals(X.to(torch::kDouble));
+}
+
+// A float64 matrix U diag(s) V^T with singular values spread over [lo, 1].
+torch::Tensor conditioned_matrix(int64_t m, int64_t n, double lo) {
+  auto U = std::get<0>(torch::linalg_qr(torch::randn({m, m}, torch::kDouble)));
+  auto V = std::get<0>(torch::linalg_qr(torch::randn({n, n}, torch::kDouble)));
+  const int64_t r = std::min(m, n);
+  auto s = torch::linspace(lo, 1.0, r, torch::kDouble);
+  return torch::matmul(U.narrow(1, 0, r) * s, V.narrow(1, 0, r).transpose(0, 1));
+}
+
+// Newton-Schulz in float64, written from recipe §4 without the code under test.
+torch::Tensor reference_newton_schulz(torch::Tensor G, int steps) {
+  const double a = 3.4445, b = -4.7750, c = 2.0315;
+  bool tall = G.size(0) > G.size(1);
+  auto X = tall ? G.t() : G;
+  X = X / (X.norm() + 1e-7);
+  for (int i = 0; i < steps; ++i) {
+    auto A = X.mm(X.t());
+    X = a * X + (b * A + c * A.mm(A)).mm(X);
+  }
+  return tall ? X.t() : X;
+}
+
+}  // namespace
+
+// --- Newton-Schulz ----------------------------------------------------------
+TEST(NewtonSchulz, SingularValuesLandInTheQuinticBand) {
+  torch::manual_seed(0);
+  for (auto [m, n] : {std::pair<int64_t, int64_t>{64, 64}, {32, 96}, {96, 32}}) {
+    auto G = conditioned_matrix(m, n, 0.05);
+    auto O = newton_schulz(G.to(torch::kFloat), 5, quintic_schedule(), torch::kFloat);
+    auto s = singular_values(O);
+    // The recipe's band is "about [0.68, 1.13]": the quintic's minimum on
+    // [0.68, 1.13] is p(1.05) = 0.682 but p(0.68) = 1.136, so allow 0.01.
+    EXPECT_GE(s.min().item<double>(), 0.68 - 0.01) << m << "x" << n;
+    EXPECT_LE(s.max().item<double>(), 1.13 + 0.01) << m << "x" << n;
+    // Same singular vectors as the exact polar factor: U^T O V is diagonal.
+    auto [U, S, Vh] = torch::linalg_svd(G, false);
+    auto core = torch::matmul(torch::matmul(U.t(), O.to(torch::kDouble)), Vh.t());
+    auto off_diagonal = core - torch::diag_embed(core.diagonal());
+    EXPECT_LT(off_diagonal.abs().max().item<double>(), 1e-4) << m << "x" << n;
+  }
+}
+
+TEST(NewtonSchulz, RankOneInputKeepsItsDirection) {
+  torch::manual_seed(1);
+  auto u = torch::randn({48, 1}, torch::kDouble), v = torch::randn({1, 80}, torch::kDouble);
+  auto G = u.mm(v);
+  auto O = newton_schulz(G.to(torch::kFloat), 5, quintic_schedule(), torch::kFloat).to(torch::kDouble);
+  // The polar factor of a rank-1 matrix is u v^T / (|u| |v|) (an SVD would
+  // add arbitrary null-space directions with zero singular values).
+  auto expected = G / (u.norm() * v.norm());
+  auto cosine = (O * expected).sum() / (O.norm() * expected.norm());
+  EXPECT_NEAR(cosine.item<double>(), 1.0, 1e-6);
+}
+
+TEST(NewtonSchulz, MatchesFloat64ReferenceAndHandlesTallAndBatched) {
+  torch::manual_seed(2);
+  auto G = torch::randn({40, 24}, torch::kDouble);
+  auto O = newton_schulz(G, 5, quintic_schedule(), torch::kDouble);
+  EXPECT_TRUE(torch::allclose(O, reference_newton_schulz(G, 5), 1e-10, 1e-10));
+  auto batch = torch::randn({3, 16, 32});
+  auto batched = newton_schulz(batch, 5, quintic_schedule(), torch::kFloat);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_TRUE(torch::allclose(batched[i], newton_schulz(batch[i], 5, quintic_schedule(), torch::kFloat), 1e-5, 1e-6));
+}
+
+// --- AdamW ------------------------------------------------------------------
+TEST(AdamW, MatchesLibTorchAdamWOverTenSteps) {
+  torch::manual_seed(3);
+  AdamConfig config;
+  config.beta1 = 0.9;
+  config.beta2 = 0.95;
+  config.eps = 1e-8;
+  config.weight_decay = 0.1;
+  auto a = torch::randn({5, 7}), b = torch::randn({3});
+  auto a_ref = a.clone(), b_ref = b.clone();
+  AdamW ours({{"g1", 0.01, {{"a", a}}}, {"g2", 0.003, {{"b", b}}}}, config);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::vector<torch::Tensor>{a_ref},
+                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(0.01).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1)));
+  groups.emplace_back(std::vector<torch::Tensor>{b_ref},
+                      std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(0.003).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1)));
+  torch::optim::AdamW reference(groups, torch::optim::AdamWOptions(0.01));
+  for (int step = 0; step < 10; ++step) {
+    auto ga = torch::randn({5, 7}), gb = torch::randn({3});
+    a.mutable_grad() = ga.clone();
+    b.mutable_grad() = gb.clone();
+    a_ref.mutable_grad() = ga.clone();
+    b_ref.mutable_grad() = gb.clone();
+    ours.step(1.0);
+    reference.step();
+    EXPECT_TRUE(torch::allclose(a, a_ref, 0, 1e-7)) << "step " << step;
+    EXPECT_TRUE(torch::allclose(b, b_ref, 0, 1e-7)) << "step " << step;
+  }
+}
+
+TEST(AdamW, FirstStepHasMagnitudeLr) {
+  // With bias correction the first update is lr * g / (|g| + eps) = lr * sign(g).
+  AdamConfig config;
+  auto w = torch::zeros({4});
+  AdamW adam({{"g", 0.5, {{"w", w}}}}, config);
+  w.mutable_grad() = torch::tensor({3.0f, -2.0f, 0.5f, -7.0f});
+  adam.step(1.0);
+  EXPECT_TRUE(torch::allclose(w, torch::tensor({-0.5f, 0.5f, -0.5f, 0.5f}), 0, 1e-6));
+}
+
+// --- Muon -------------------------------------------------------------------
+TEST(Muon, StepMatchesFloat64Reference) {
+  torch::manual_seed(4);
+  const int64_t rows = 24, cols = 12;  // tall: shape factor sqrt(2)
+  auto W = torch::randn({rows, cols});
+  auto W64 = W.to(torch::kDouble);
+  auto M64 = torch::zeros({rows, cols}, torch::kDouble);
+  auto momentum = torch::zeros({rows, cols});
+  MuonStep step{0.02, 0.9, true, 5, 0.1, quintic_schedule()};
+  for (int i = 0; i < 3; ++i) {
+    auto G = torch::randn({rows, cols});
+    muon_update(W, G, momentum, step);
+    // Reference, from the formulas in muon.h.
+    auto G64 = G.to(torch::kDouble);
+    M64 = 0.9 * M64 + 0.1 * G64;
+    auto U = 0.1 * G64 + 0.9 * M64;
+    auto O = reference_newton_schulz(U, 5);
+    W64 = (1 - 0.02 * 0.1) * W64 - 0.02 * std::sqrt(2.0) * O;
+    EXPECT_LT((W.to(torch::kDouble) - W64).abs().max().item<double>(), 2e-5) << "step " << i;
+  }
+}
+
+TEST(Muon, WithoutNesterovUsesTheMomentum) {
+  torch::manual_seed(5);
+  auto W = torch::zeros({8, 16});
+  auto momentum = torch::randn({8, 16});
+  auto M0 = momentum.to(torch::kDouble);
+  auto G = torch::randn({8, 16});
+  muon_update(W, G, momentum, {1.0, 0.5, false, 5, 0.0, quintic_schedule()});
+  auto M = 0.5 * M0 + 0.5 * G.to(torch::kDouble);
+  EXPECT_LT((W.to(torch::kDouble) + reference_newton_schulz(M, 5)).abs().max().item<double>(), 1e-5);
+}
+
+// --- Schedules and groups ---------------------------------------------------
+TEST(Schedule, ConstantThenLinearCooldown) {
+  ScheduleConfig s;  // cooldown 0.3 of 3000 = the recipe's last 900 steps
+  EXPECT_DOUBLE_EQ(lr_multiplier(0, 3000, s), 1.0);
+  EXPECT_DOUBLE_EQ(lr_multiplier(2099, 3000, s), 1.0);
+  EXPECT_DOUBLE_EQ(lr_multiplier(2100, 3000, s), 1.0);
+  EXPECT_DOUBLE_EQ(lr_multiplier(2101, 3000, s), 899.0 / 900.0);
+  EXPECT_DOUBLE_EQ(lr_multiplier(2999, 3000, s), 1.0 / 900.0);
+  s.warmup_steps = 10;
+  EXPECT_DOUBLE_EQ(lr_multiplier(0, 3000, s), 0.1);
+  EXPECT_DOUBLE_EQ(lr_multiplier(9, 3000, s), 1.0);
+  s.cooldown_frac = 0;
+  EXPECT_DOUBLE_EQ(lr_multiplier(2999, 3000, s), 1.0);
+}
+
+TEST(Schedule, MuonMomentumWarmup) {
+  MuonConfig m;
+  EXPECT_DOUBLE_EQ(muon_momentum(0, m), 0.85);
+  EXPECT_NEAR(muon_momentum(250, m), 0.90, 1e-12);
+  EXPECT_DOUBLE_EQ(muon_momentum(500, m), 0.95);
+  EXPECT_DOUBLE_EQ(muon_momentum(5000, m), 0.95);
+}
+
+TEST(ParamGroups, RecipeSplit) {
+  ModelConfig c;
+  c.layers = 4;
+  c.dim = 32;
+  c.heads = 2;
+  c.head_dim = 16;
+  c.vocab_size = 100;
+  GPT model(c);
+  auto groups = group_parameters(*model);
+  EXPECT_EQ(groups.matrices.size(), 6u * 4);
+  ASSERT_EQ(groups.embeddings.size(), 1u);
+  EXPECT_EQ(groups.embeddings[0].name, "transformer.wte.weight");
+  ASSERT_EQ(groups.heads.size(), 1u);
+  EXPECT_EQ(groups.heads[0].name, "lm_head.weight");
+  EXPECT_EQ(groups.scalars.size(), 4u * 2 + 1);  // lamb, lambdas per block + skip_weights
+}
+
+TEST(Optimizer, StateRoundTripsByName) {
+  ModelConfig c;
+  c.layers = 2;
+  c.dim = 16;
+  c.heads = 2;
+  c.head_dim = 8;
+  c.vocab_size = 50;
+  GPT model(c);
+  Optimizer opt(*model, OptimConfig{}, ScheduleConfig{}, 10);
+  for (auto& p : model->parameters()) p.mutable_grad() = torch::randn_like(p);
+  opt.step(0);
+  std::map<std::string, torch::Tensor> saved;
+  for (auto& [k, v] : opt.state()) saved[k] = v.clone();
+  Optimizer fresh(*model, OptimConfig{}, ScheduleConfig{}, 10);
+  fresh.load_state(saved);
+  for (auto& [k, v] : fresh.state()) EXPECT_TRUE(torch::equal(v, saved.at(k))) << k;
+  saved.erase(saved.begin());
+  EXPECT_THROW(fresh.load_state(saved), std::runtime_error);
+}

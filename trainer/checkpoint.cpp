@@ -1,0 +1,167 @@
+#include "trainer/checkpoint.h"
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "models/safetensors.h"
+#include "trainer/atomic_file.h"
+
+namespace muonrun {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr const char* kMarker = "COMPLETE";
+
+std::string step_name(int64_t step) { return fmt::format("step_{:06d}", step); }
+
+// Checkpoint directories under run_dir/checkpoints with their step, oldest first.
+std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string& run_dir) {
+  std::vector<std::pair<int64_t, fs::path>> found;
+  fs::path root = fs::path(run_dir) / "checkpoints";
+  if (!fs::is_directory(root)) return found;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || name.rfind("step_", 0) != 0 || name.size() != 11) continue;
+    if (!std::all_of(name.begin() + 5, name.end(), ::isdigit)) continue;
+    if (!fs::exists(entry.path() / kMarker)) continue;
+    found.emplace_back(std::stoll(name.substr(5)), entry.path());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+int64_t metadata_int(const SafetensorsFile& file, const std::string& path, const std::string& key) {
+  auto it = file.metadata.find(key);
+  if (it == file.metadata.end()) throw std::runtime_error(path + ": metadata has no '" + key + "'");
+  try {
+    size_t used = 0;
+    int64_t v = std::stoll(it->second, &used);
+    if (used != it->second.size()) throw std::invalid_argument(it->second);
+    return v;
+  } catch (const std::exception&) {
+    throw std::runtime_error(path + ": metadata '" + key + "' is not an integer: " + it->second);
+  }
+}
+
+double metadata_double(const SafetensorsFile& file, const std::string& path, const std::string& key) {
+  auto it = file.metadata.find(key);
+  if (it == file.metadata.end()) throw std::runtime_error(path + ": metadata has no '" + key + "'");
+  try {
+    return std::stod(it->second);
+  } catch (const std::exception&) {
+    throw std::runtime_error(path + ": metadata '" + key + "' is not a number: " + it->second);
+  }
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& run_dir, const Config& config, GPT& model,
+                     const Optimizer& optimizer, const TrainerState& state, int64_t keep_last) {
+  const fs::path root = fs::path(run_dir) / "checkpoints";
+  const fs::path final_dir = root / step_name(state.step);
+  const fs::path tmp_dir = root / (step_name(state.step) + ".tmp");
+  fs::create_directories(root);
+  fs::remove_all(tmp_dir);  // leftovers of an interrupted write
+  fs::create_directories(tmp_dir);
+
+  std::vector<std::pair<std::string, torch::Tensor>> weights;
+  for (const auto& p : model->named_parameters()) weights.emplace_back(p.key(), p.value());
+  save_safetensors((tmp_dir / "model.safetensors").string(), weights,
+                   {{"format", "pt"}, {"step", std::to_string(state.step)}});
+
+  auto rank_tensors = optimizer.state();
+  rank_tensors.emplace_back("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
+  save_safetensors((tmp_dir / "rank0.safetensors").string(), rank_tensors,
+                   {{"step", std::to_string(state.step)},
+                    {"loader.shard", std::to_string(state.loader.shard)},
+                    {"loader.offset", std::to_string(state.loader.offset)},
+                    {"loader.epoch", std::to_string(state.loader.epoch)},
+                    {"train_time_ms", fmt::format("{}", state.train_time_ms)},
+                    {"timed_steps", std::to_string(state.timed_steps)},
+                    {"train_loss", fmt::format("{}", state.last_train_loss)},
+                    {"world_size", "1"}});
+  write_file_atomically((tmp_dir / "config.yaml").string(), to_yaml(config));
+  write_file_atomically((tmp_dir / kMarker).string(), std::to_string(state.step) + "\n");
+
+  fs::remove_all(final_dir);  // a checkpoint of the same step from an earlier attempt
+  fs::rename(tmp_dir, final_dir);
+  sync_directory(root.string());
+  spdlog::info("checkpoint: wrote {}", final_dir.string());
+
+  auto all = complete_checkpoints(run_dir);
+  for (size_t i = 0; i + keep_last < all.size(); ++i) fs::remove_all(all[i].second);
+}
+
+std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {
+  auto all = complete_checkpoints(run_dir);
+  if (all.empty()) return std::nullopt;
+  return all.back().second.string();
+}
+
+Config checkpoint_config(const std::string& checkpoint_dir) {
+  const std::string path = (fs::path(checkpoint_dir) / "config.yaml").string();
+  return load_config({path}, {});
+}
+
+void load_model_weights(const std::string& checkpoint_dir, GPT& model) {
+  const std::string path = (fs::path(checkpoint_dir) / "model.safetensors").string();
+  auto weights = load_safetensors(path);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters()) {
+    auto it = weights.tensors.find(p.key());
+    if (it == weights.tensors.end()) throw std::runtime_error(path + ": no tensor " + p.key());
+    if (it->second.sizes() != p.value().sizes() || it->second.scalar_type() != torch::kFloat)
+      throw std::runtime_error(path + ": tensor " + p.key() + " is " +
+                               c10::toString(it->second.scalar_type()) + c10::str(it->second.sizes()) +
+                               ", the model needs Float" + c10::str(p.value().sizes()));
+    p.value().copy_(it->second);
+  }
+}
+
+TrainerState load_checkpoint(const std::string& checkpoint_dir, GPT& model, Optimizer& optimizer) {
+  const fs::path dir(checkpoint_dir);
+  if (!fs::exists(dir / kMarker))
+    throw std::runtime_error(checkpoint_dir + ": not a complete checkpoint (no " + kMarker + " file)");
+  load_model_weights(checkpoint_dir, model);
+  const std::string rank_path = (dir / "rank0.safetensors").string();
+  auto rank = load_safetensors(rank_path);
+  try {
+    optimizer.load_state(rank.tensors);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(rank_path + ": " + e.what());
+  }
+  auto rng = rank.tensors.find("rng.cpu");
+  if (rng == rank.tensors.end()) throw std::runtime_error(rank_path + ": no tensor rng.cpu");
+  auto generator = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
+  generator.set_state(rng->second);
+
+  TrainerState state;
+  state.step = metadata_int(rank, rank_path, "step");
+  state.loader.shard = metadata_int(rank, rank_path, "loader.shard");
+  state.loader.offset = metadata_int(rank, rank_path, "loader.offset");
+  state.loader.epoch = metadata_int(rank, rank_path, "loader.epoch");
+  state.train_time_ms = metadata_double(rank, rank_path, "train_time_ms");
+  state.timed_steps = metadata_int(rank, rank_path, "timed_steps");
+  state.last_train_loss = metadata_double(rank, rank_path, "train_loss");
+  return state;
+}
+
+std::vector<std::string> config_differences(const Config& saved, const Config& current,
+                                            const std::vector<std::string>& prefixes) {
+  auto a = flatten(saved), b = flatten(current);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < a.size(); ++i) {
+    bool watched = std::any_of(prefixes.begin(), prefixes.end(),
+                               [&](const std::string& p) { return a[i].first.rfind(p, 0) == 0; });
+    if (watched && a[i].second != b[i].second)
+      out.push_back(a[i].first + ": " + a[i].second + " -> " + b[i].second);
+  }
+  return out;
+}
+
+}  // namespace muonrun

@@ -1,0 +1,38 @@
+// Corpora as a stream of documents, whatever the file layout: `.txt` (the
+// whole file is one document) or `.jsonl` (one JSON object per line, its
+// "text" member is a document), each optionally compressed as `.xz` or `.gz`.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace muonrun {
+
+// Longest document (or JSONL line) we accept; beyond it input is refused
+// rather than held in memory.
+constexpr size_t kMaxDocumentBytes = size_t{1} << 30;
+
+// Throws unless `path` has a supported name (.txt/.jsonl, optionally .xz/.gz),
+// so that a bad input list fails before any work starts.
+void check_text_input_name(const std::string& path);
+
+class TextReader {
+ public:
+  explicit TextReader(const std::string& path);
+  ~TextReader();
+  TextReader(const TextReader&) = delete;
+  TextReader& operator=(const TextReader&) = delete;
+
+  // The next document into `text`; false at the end of the file. Errors name
+  // the file (and line of a .jsonl).
+  bool next(std::string& text);
+  // Bytes of the file read so far (compressed bytes for .xz/.gz), for progress.
+  uint64_t bytes_read() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace muonrun

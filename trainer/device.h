@@ -1,0 +1,24 @@
+// Choosing the device a rank trains on.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace muonrun {
+
+// run.device: "cpu", "cuda" (GPU number local_rank; an error when LibTorch has
+// no CUDA or no GPU is visible) or "auto" (cuda when available, else cpu).
+torch::Device resolve_device(const std::string& setting, int local_rank);
+
+// Prepares the host side for training: `threads` intra-op threads (0: the
+// machine's cores divided among `ranks_on_node`), and a malloc that keeps freed
+// memory for reuse. The second matters on the CPU: glibc returns every block
+// above 32 MB (the [tokens x 50304] logits) to the kernel on free, and page
+// faults on the next step then cost more than the arithmetic.
+void configure_host(int64_t threads, int ranks_on_node);
+
+// Waits for the device's queued work, so that host clocks measure it.
+void synchronize(const torch::Device& device);
+
+}  // namespace muonrun

@@ -1,0 +1,32 @@
+// Text generation from a checkpoint: `muonrun sample`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/gpt.h"
+
+namespace muonrun {
+
+struct SampleOptions {
+  std::string checkpoint;  // a checkpoint directory (with config.yaml and model.safetensors)
+  std::string prompt;
+  std::string vocab_dir = "data/gpt2";
+  int64_t max_tokens = 200;
+  double temperature = 0.8;  // 0: greedy
+  int64_t top_k = 200;       // 0: the whole vocabulary
+  int64_t seed = 0;
+  std::string device = "auto";
+};
+
+// Continues `tokens` by `count` tokens: softmax(logits / temperature) over
+// the top_k tokens of the real vocabulary (never the padding rows), sampled
+// with `generator`. The context is cropped to the model's seq_len.
+std::vector<int64_t> generate(GPT& model, std::vector<int64_t> tokens, int64_t count,
+                              double temperature, int64_t top_k, torch::Generator& generator);
+
+// Loads the checkpoint and tokenizer, returns prompt + continuation as text.
+std::string run_sampling(const SampleOptions& options);
+
+}  // namespace muonrun
