@@ -40,6 +40,9 @@ if python3 -c 'import torch' 2>/dev/null; then
   echo "setup: LibTorch from the Python torch package: $TORCH_PREFIX"
 else
   NEEDED[libtorch-dev]=/usr/include/torch/csrc/api/include/torch/torch.h
+  # Headers of the Gloo library that Debian's LibTorch was built with (CPU
+  # collectives for runs launched by torchrun or Slurm without MPI).
+  NEEDED[libgloo-dev]=/usr/include/gloo/rendezvous/store.h
   # Without OpenBLAS, LibTorch's fp32 matmul falls back to reference BLAS (~15x slower).
   NEEDED[libopenblas0-pthread]=/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3
 fi

@@ -3,13 +3,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <stdexcept>
 
+#include "models/safetensors_header.h"
 #include "trainer/atomic_file.h"
 #include "trainer/json.h"
 
@@ -35,6 +35,13 @@ const char* dtype_name(torch::ScalarType type) {
   for (const auto& d : kDtypes)
     if (d.type == type) return d.name;
   throw std::runtime_error(std::string("safetensors: unsupported dtype ") + c10::toString(type));
+}
+
+// Only names that parse_safetensors_header accepted get here.
+torch::ScalarType torch_dtype(const std::string& name) {
+  for (const auto& d : kDtypes)
+    if (name == d.name) return d.type;
+  throw std::logic_error("safetensors: dtype " + name + " has no LibTorch type");
 }
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
@@ -87,6 +94,9 @@ void save_safetensors(const std::string& path,
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
+  std::error_code not_a_directory;
+  if (std::filesystem::is_directory(path, not_a_directory))
+    fail(path, "is a directory, not a safetensors file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, "cannot open safetensors file");
   in.seekg(0, std::ios::end);
@@ -100,74 +110,25 @@ SafetensorsFile load_safetensors(const std::string& path) {
   if (header_size > kMaxHeaderBytes || header_size > file_size - 8)
     fail(path, "header length " + std::to_string(header_size) + " at offset 0 exceeds the file (" +
                    std::to_string(file_size) + " bytes)");
-  std::string header(header_size, '\0');
-  in.read(header.data(), header_size);
+  std::string header_json(header_size, '\0');
+  in.read(header_json.data(), header_size);
   if (!in) fail(path, "cannot read the header");
   const uint64_t data_start = 8 + header_size;
-  const uint64_t data_size = file_size - data_start;
-
-  json::Value root;
-  try {
-    root = json::parse(header, path + " (header)");
-  } catch (const json::ParseError& e) {
-    fail(path, std::string("corrupt header: ") + e.what());
-  }
-  if (!root.is_object()) fail(path, "header is not a JSON object");
+  const SafetensorsHeader header =
+      parse_safetensors_header(header_json, file_size - data_start, path);
 
   SafetensorsFile file;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
-  for (const auto& [name, entry] : root.object) {
-    if (name == "__metadata__") {
-      if (!entry.is_object()) fail(path, "__metadata__ is not an object");
-      for (const auto& [k, v] : entry.object) {
-        if (!v.is_string()) fail(path, "__metadata__." + k + " is not a string");
-        file.metadata[k] = v.string;
-      }
-      continue;
-    }
-    const std::string what = "tensor '" + name + "'";
-    const json::Value* dtype = entry.find("dtype");
-    const json::Value* shape = entry.find("shape");
-    const json::Value* offsets = entry.find("data_offsets");
-    if (!entry.is_object() || !dtype || !dtype->is_string() || !shape || !shape->is_array() ||
-        !offsets || !offsets->is_array() || offsets->array.size() != 2)
-      fail(path, what + ": expected {dtype, shape, data_offsets: [begin, end]}");
-    const DtypeName* type = nullptr;
-    for (const auto& d : kDtypes)
-      if (dtype->string == d.name) type = &d;
-    if (!type) fail(path, what + ": unsupported dtype " + dtype->string);
-    std::vector<int64_t> sizes;
-    uint64_t numel = 1;
-    try {
-      for (const auto& d : shape->array) {
-        int64_t s = d.as_int64();
-        if (s < 0 || (s > 0 && numel > data_size / static_cast<uint64_t>(s)))
-          fail(path, what + ": shape dimension " + std::to_string(s) + " is impossible for this file");
-        sizes.push_back(s);
-        numel *= static_cast<uint64_t>(s);
-      }
-      int64_t begin = offsets->array[0].as_int64(), end = offsets->array[1].as_int64();
-      const uint64_t element = c10::elementSize(type->type);
-      if (begin < 0 || end < begin || static_cast<uint64_t>(end) > data_size)
-        fail(path, what + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
-                       "] outside the data section of " + std::to_string(data_size) + " bytes");
-      if (static_cast<uint64_t>(end - begin) != numel * element)
-        fail(path, what + ": data_offsets cover " + std::to_string(end - begin) +
-                       " bytes but the shape needs " + std::to_string(numel * element));
-      ranges.emplace_back(begin, end);
-      auto tensor = torch::empty(sizes, torch::dtype(type->type));
-      in.seekg(static_cast<std::streamoff>(data_start + begin));
-      in.read(static_cast<char*>(tensor.data_ptr()), static_cast<std::streamsize>(end - begin));
-      if (!in) fail(path, what + ": cannot read its data at offset " + std::to_string(data_start + begin));
-      if (!file.tensors.emplace(name, tensor).second) fail(path, "duplicate tensor '" + name + "'");
-    } catch (const json::ParseError& e) {
-      fail(path, what + ": " + e.what());
-    }
+  file.metadata = header.metadata;
+  for (const SafetensorsEntry& entry : header.tensors) {
+    auto tensor = torch::empty(entry.shape, torch::dtype(torch_dtype(entry.dtype)));
+    in.seekg(static_cast<std::streamoff>(data_start + entry.begin));
+    in.read(static_cast<char*>(tensor.data_ptr()),
+            static_cast<std::streamsize>(entry.end - entry.begin));
+    if (!in)
+      fail(path, "tensor '" + entry.name + "': cannot read its data at offset " +
+                     std::to_string(data_start + entry.begin));
+    file.tensors.emplace(entry.name, tensor);
   }
-  // Overlapping tensors would alias one another's bytes: not a valid file.
-  std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); ++i)
-    if (ranges[i].first < ranges[i - 1].second) fail(path, "tensor data ranges overlap");
   return file;
 }
 

@@ -37,3 +37,29 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
 }
 
 }  // namespace muonrun::compat
+
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+namespace muonrun::compat {
+
+// Calls `ready` each time autograd has accumulated a gradient into `param`
+// (after the sum over all its uses in the graph). Tensor post-accumulate-grad
+// hooks exist only from 2.1, so this uses what DDP's C++ reducer uses on every
+// version: a post hook on the parameter's AccumulateGrad node. The returned
+// node must be kept alive: the parameter only holds it weakly, and a
+// recreated node would have lost the hook.
+inline std::shared_ptr<torch::autograd::Node> on_gradient_ready(const torch::Tensor& param,
+                                                                std::function<void()> ready) {
+  auto accumulator = torch::autograd::impl::grad_accumulator(param);
+  TORCH_CHECK(accumulator, "on_gradient_ready: tensor is not a leaf that requires grad");
+  accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+      [ready](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+        ready();
+        return outputs;
+      }));
+  return accumulator;
+}
+
+}  // namespace muonrun::compat

@@ -24,13 +24,21 @@ void muon_update(torch::Tensor param, const torch::Tensor& grad, torch::Tensor& 
   param.add_(O.to(param.scalar_type()), -step.lr * muon_shape_factor(param.size(0), param.size(1)));
 }
 
-Muon::Muon(std::vector<NamedParam> params, const MuonConfig& config)
+Muon::Muon(std::vector<NamedParam> params, const MuonConfig& config, std::vector<bool> owned)
     : params_(std::move(params)), config_(config) {
-  for (const auto& p : params_) {
+  if (owned.empty()) owned.assign(params_.size(), true);
+  TORCH_CHECK(owned.size() == params_.size(), "Muon: one ownership flag per matrix");
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& p = params_[i];
     TORCH_CHECK(p.tensor.dim() == 2, "Muon handles matrices only; ", p.name, " has ",
                 p.tensor.dim(), " dimensions");
-    momentum_[p.name] = torch::zeros_like(p.tensor);
+    if (owned[i]) momentum_[p.name] = torch::zeros_like(p.tensor);
   }
+}
+
+void Muon::update(size_t index, const torch::Tensor& grad, const MuonStep& hyper) {
+  auto& p = params_.at(index);
+  muon_update(p.tensor, grad, momentum_.at(p.name), hyper);
 }
 
 MuonStep Muon::step_hyper(double lr_multiplier, int64_t step) const {
@@ -40,9 +48,9 @@ MuonStep Muon::step_hyper(double lr_multiplier, int64_t step) const {
 
 void Muon::step(double lr_multiplier, int64_t step) {
   const MuonStep hyper = step_hyper(lr_multiplier, step);
-  for (auto& p : params_) {
-    if (!p.tensor.grad().defined()) continue;
-    muon_update(p.tensor, p.tensor.grad(), momentum_.at(p.name), hyper);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& p = params_[i];
+    if (momentum_.count(p.name) && p.tensor.grad().defined()) update(i, p.tensor.grad(), hyper);
   }
 }
 

@@ -38,11 +38,15 @@ void muon_update(torch::Tensor param, const torch::Tensor& grad, torch::Tensor& 
 
 class Muon {
  public:
-  Muon(std::vector<NamedParam> params, const MuonConfig& config);
+  // `owned[i]`: whether this rank updates matrix i and keeps its momentum
+  // (all of them when empty: one process, or replicated Muon).
+  Muon(std::vector<NamedParam> params, const MuonConfig& config, std::vector<bool> owned = {});
 
-  // One update of every matrix with a gradient; `step` (0-based) drives the
-  // momentum warm-up, `lr_multiplier` the lr schedule.
+  // One update of every owned matrix with a gradient; `step` (0-based) drives
+  // the momentum warm-up, `lr_multiplier` the lr schedule.
   void step(double lr_multiplier, int64_t step);
+  // One update of owned matrix `index` from `grad` (the mean over ranks).
+  void update(size_t index, const torch::Tensor& grad, const MuonStep& hyper);
 
   // The resolved hyper-parameters at `step`.
   MuonStep step_hyper(double lr_multiplier, int64_t step) const;
@@ -56,7 +60,7 @@ class Muon {
  private:
   std::vector<NamedParam> params_;
   MuonConfig config_;
-  std::map<std::string, torch::Tensor> momentum_;
+  std::map<std::string, torch::Tensor> momentum_;  // owned matrices only
 };
 
 }  // namespace muonrun

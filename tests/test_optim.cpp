@@ -214,12 +214,14 @@ TEST(Optimizer, StateRoundTripsByName) {
   c.head_dim = 8;
   c.vocab_size = 50;
   GPT model(c);
-  Optimizer opt(*model, OptimConfig{}, ScheduleConfig{}, 10);
+  Config config;
+  config.train.steps = 10;
+  Optimizer opt(*model, config, nullptr);
   for (auto& p : model->parameters()) p.mutable_grad() = torch::randn_like(p);
   opt.step(0);
   std::map<std::string, torch::Tensor> saved;
   for (auto& [k, v] : opt.state()) saved[k] = v.clone();
-  Optimizer fresh(*model, OptimConfig{}, ScheduleConfig{}, 10);
+  Optimizer fresh(*model, config, nullptr);
   fresh.load_state(saved);
   for (auto& [k, v] : fresh.state()) EXPECT_TRUE(torch::equal(v, saved.at(k))) << k;
   saved.erase(saved.begin());

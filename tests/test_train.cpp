@@ -12,34 +12,20 @@
 #include "trainer/data/shard.h"
 #include "trainer/json.h"
 #include "trainer/train.h"
+#include "tests/pattern_shards.h"
+#include "tests/run_results.h"
+#include "tests/test_helpers.h"
 
 using namespace muonrun;
+using muonrun::tests::read_metrics;
 namespace fs = std::filesystem;
 
 namespace {
 
 fs::path test_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / "muonrun_test_train" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  auto dir = tests::scratch_dir("train_" + name);
+  tests::write_pattern_shards(dir);
   return dir;
-}
-
-// A learnable token stream over a 64-token vocabulary: mostly t -> (5t + 3) % 64,
-// with one token in eight random, so the loss can fall well below ln(128).
-void write_pattern_shards(const fs::path& dir) {
-  torch::manual_seed(123);
-  auto noise = torch::randint(64, {40000}, torch::kLong);
-  std::vector<uint16_t> tokens(40000);
-  uint16_t t = 0;
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    t = i % 8 == 0 ? static_cast<uint16_t>(noise[i].item<int64_t>()) : static_cast<uint16_t>((5 * t + 3) % 64);
-    tokens[i] = t;
-  }
-  std::vector<uint16_t> first(tokens.begin(), tokens.begin() + 20000), second(tokens.begin() + 20000, tokens.end());
-  write_shard((dir / "train_000000.bin").string(), first);
-  write_shard((dir / "train_000001.bin").string(), second);
-  write_shard((dir / "val_000000.bin").string(), std::vector<uint16_t>(tokens.begin() + 1000, tokens.begin() + 6000));
 }
 
 Config tiny_config(const fs::path& dir) {
@@ -54,29 +40,10 @@ Config tiny_config(const fs::path& dir) {
                           "run.dir=" + (dir / "run").string(), "run.log_level=warn"});
 }
 
-struct MetricLine {
-  int64_t step;
-  std::optional<double> train_loss, val_loss;
-};
-
-std::vector<MetricLine> read_metrics(const fs::path& path) {
-  std::vector<MetricLine> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    auto v = json::parse(line, path.string());
-    MetricLine m{v.find("step")->as_int64(), {}, {}};
-    if (auto* t = v.find("train_loss")) m.train_loss = t->number;
-    if (auto* t = v.find("val_loss")) m.val_loss = t->number;
-    out.push_back(m);
-  }
-  return out;
-}
-
 }  // namespace
 
 TEST(Train, LossFallsAndTheRunDirectoryHoldsItsFiles) {
   auto dir = test_dir("falls");
-  write_pattern_shards(dir);
   auto config = tiny_config(dir);
   auto summary = run_training(config, {});
   EXPECT_EQ(summary.steps, 40);
@@ -97,7 +64,6 @@ TEST(Train, LossFallsAndTheRunDirectoryHoldsItsFiles) {
 
 TEST(Train, ResumeContinuesBitForBit) {
   auto dir = test_dir("resume");
-  write_pattern_shards(dir);
   auto config = tiny_config(dir);
   config.checkpoint.every = 15;
   config.checkpoint.keep_last = 5;
@@ -124,7 +90,6 @@ TEST(Train, ResumeContinuesBitForBit) {
 
 TEST(Train, ResumeRefusesAChangedModelUnlessForced) {
   auto dir = test_dir("refuse");
-  write_pattern_shards(dir);
   auto config = tiny_config(dir);
   config.train.steps = 4;
   run_training(config, {});
@@ -146,7 +111,6 @@ TEST(Train, ResumeRefusesAChangedModelUnlessForced) {
 
 TEST(Train, StopsAtTheValidationTarget) {
   auto dir = test_dir("target");
-  write_pattern_shards(dir);
   auto config = tiny_config(dir);
   config.train.val_every = 5;
   config.train.val_loss_target = 4.0;  // below ln(128) = 4.85, reached early
@@ -158,7 +122,6 @@ TEST(Train, StopsAtTheValidationTarget) {
 
 TEST(Train, RejectsABatchThatDoesNotDivide) {
   auto dir = test_dir("divide");
-  write_pattern_shards(dir);
   auto config = tiny_config(dir);
   config.train.batch_tokens = 300;
   try {

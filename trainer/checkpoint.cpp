@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -61,22 +62,26 @@ double metadata_double(const SafetensorsFile& file, const std::string& path, con
 }  // namespace
 
 void save_checkpoint(const std::string& run_dir, const Config& config, GPT& model,
-                     const Optimizer& optimizer, const TrainerState& state, int64_t keep_last) {
+                     const Optimizer& optimizer, const TrainerState& state, int64_t keep_last,
+                     Communicator* comm) {
+  const int rank = comm ? comm->rank() : 0;
+  const int world = comm ? comm->size() : 1;
+  auto barrier = [&] {
+    if (comm) comm->barrier();
+  };
   const fs::path root = fs::path(run_dir) / "checkpoints";
   const fs::path final_dir = root / step_name(state.step);
   const fs::path tmp_dir = root / (step_name(state.step) + ".tmp");
-  fs::create_directories(root);
-  fs::remove_all(tmp_dir);  // leftovers of an interrupted write
-  fs::create_directories(tmp_dir);
-
-  std::vector<std::pair<std::string, torch::Tensor>> weights;
-  for (const auto& p : model->named_parameters()) weights.emplace_back(p.key(), p.value());
-  save_safetensors((tmp_dir / "model.safetensors").string(), weights,
-                   {{"format", "pt"}, {"step", std::to_string(state.step)}});
+  if (rank == 0) {
+    fs::create_directories(root);
+    fs::remove_all(tmp_dir);  // leftovers of an interrupted write
+    fs::create_directories(tmp_dir);
+  }
+  barrier();
 
   auto rank_tensors = optimizer.state();
   rank_tensors.emplace_back("rng.cpu", at::detail::getDefaultCPUGenerator().get_state());
-  save_safetensors((tmp_dir / "rank0.safetensors").string(), rank_tensors,
+  save_safetensors((tmp_dir / ("rank" + std::to_string(rank) + ".safetensors")).string(), rank_tensors,
                    {{"step", std::to_string(state.step)},
                     {"loader.shard", std::to_string(state.loader.shard)},
                     {"loader.offset", std::to_string(state.loader.offset)},
@@ -84,17 +89,25 @@ void save_checkpoint(const std::string& run_dir, const Config& config, GPT& mode
                     {"train_time_ms", fmt::format("{}", state.train_time_ms)},
                     {"timed_steps", std::to_string(state.timed_steps)},
                     {"train_loss", fmt::format("{}", state.last_train_loss)},
-                    {"world_size", "1"}});
-  write_file_atomically((tmp_dir / "config.yaml").string(), to_yaml(config));
-  write_file_atomically((tmp_dir / kMarker).string(), std::to_string(state.step) + "\n");
-
-  fs::remove_all(final_dir);  // a checkpoint of the same step from an earlier attempt
-  fs::rename(tmp_dir, final_dir);
-  sync_directory(root.string());
-  spdlog::info("checkpoint: wrote {}", final_dir.string());
-
-  auto all = complete_checkpoints(run_dir);
-  for (size_t i = 0; i + keep_last < all.size(); ++i) fs::remove_all(all[i].second);
+                    {"world_size", std::to_string(world)}});
+  if (rank == 0) {
+    std::vector<std::pair<std::string, torch::Tensor>> weights;
+    for (const auto& p : model->named_parameters()) weights.emplace_back(p.key(), p.value());
+    save_safetensors((tmp_dir / "model.safetensors").string(), weights,
+                     {{"format", "pt"}, {"step", std::to_string(state.step)}});
+    write_file_atomically((tmp_dir / "config.yaml").string(), to_yaml(config));
+  }
+  barrier();  // every rank file is on disk before the marker says so
+  if (rank == 0) {
+    write_file_atomically((tmp_dir / kMarker).string(), std::to_string(state.step) + "\n");
+    fs::remove_all(final_dir);  // a checkpoint of the same step from an earlier attempt
+    fs::rename(tmp_dir, final_dir);
+    sync_directory(root.string());
+    spdlog::info("checkpoint: wrote {}", final_dir.string());
+    auto all = complete_checkpoints(run_dir);
+    for (size_t i = 0; i + keep_last < all.size(); ++i) fs::remove_all(all[i].second);
+  }
+  barrier();
 }
 
 std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {
@@ -123,31 +136,48 @@ void load_model_weights(const std::string& checkpoint_dir, GPT& model) {
   }
 }
 
-TrainerState load_checkpoint(const std::string& checkpoint_dir, GPT& model, Optimizer& optimizer) {
+TrainerState load_checkpoint(const std::string& checkpoint_dir, GPT& model, Optimizer& optimizer,
+                             int rank) {
   const fs::path dir(checkpoint_dir);
   if (!fs::exists(dir / kMarker))
     throw std::runtime_error(checkpoint_dir + ": not a complete checkpoint (no " + kMarker + " file)");
   load_model_weights(checkpoint_dir, model);
-  const std::string rank_path = (dir / "rank0.safetensors").string();
-  auto rank = load_safetensors(rank_path);
-  try {
-    optimizer.load_state(rank.tensors);
-  } catch (const std::runtime_error& e) {
-    throw std::runtime_error(rank_path + ": " + e.what());
+
+  // Rank 0's file holds the shared state; the union of all rank files holds
+  // every optimizer tensor (owners' Muon momentum is spread over them).
+  const std::string main_path = (dir / "rank0.safetensors").string();
+  auto main = load_safetensors(main_path);
+  const int64_t saved_world = metadata_int(main, main_path, "world_size");
+  std::map<std::string, torch::Tensor> tensors = main.tensors;
+  torch::Tensor rng = tensors.count("rng.cpu") ? tensors.at("rng.cpu") : torch::Tensor();
+  for (int64_t r = 1; r < saved_world; ++r) {
+    const std::string path = (dir / ("rank" + std::to_string(r) + ".safetensors")).string();
+    auto file = load_safetensors(path);
+    for (auto& [name, t] : file.tensors) {
+      if (name == "rng.cpu") {
+        if (r == rank) rng = t;
+      } else {
+        tensors.emplace(name, t);
+      }
+    }
   }
-  auto rng = rank.tensors.find("rng.cpu");
-  if (rng == rank.tensors.end()) throw std::runtime_error(rank_path + ": no tensor rng.cpu");
+  try {
+    optimizer.load_state(tensors);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(checkpoint_dir + ": " + e.what());
+  }
+  if (!rng.defined()) throw std::runtime_error(main_path + ": no tensor rng.cpu");
   auto generator = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
-  generator.set_state(rng->second);
+  generator.set_state(rng);
 
   TrainerState state;
-  state.step = metadata_int(rank, rank_path, "step");
-  state.loader.shard = metadata_int(rank, rank_path, "loader.shard");
-  state.loader.offset = metadata_int(rank, rank_path, "loader.offset");
-  state.loader.epoch = metadata_int(rank, rank_path, "loader.epoch");
-  state.train_time_ms = metadata_double(rank, rank_path, "train_time_ms");
-  state.timed_steps = metadata_int(rank, rank_path, "timed_steps");
-  state.last_train_loss = metadata_double(rank, rank_path, "train_loss");
+  state.step = metadata_int(main, main_path, "step");
+  state.loader.shard = metadata_int(main, main_path, "loader.shard");
+  state.loader.offset = metadata_int(main, main_path, "loader.offset");
+  state.loader.epoch = metadata_int(main, main_path, "loader.epoch");
+  state.train_time_ms = metadata_double(main, main_path, "train_time_ms");
+  state.timed_steps = metadata_int(main, main_path, "timed_steps");
+  state.last_train_loss = metadata_double(main, main_path, "train_loss");
   return state;
 }
 

@@ -34,9 +34,12 @@ struct TrainerState {
 };
 
 // Writes the checkpoint of `state.step` and deletes all but the newest
-// `keep_last` complete checkpoints. Single-process: this rank writes all files.
+// `keep_last` complete checkpoints. Every rank calls it (`comm` null for one
+// process): each writes its rank file, rank 0 the rest, and the directory is
+// renamed once all are written. The run directory must be shared by all ranks.
 void save_checkpoint(const std::string& run_dir, const Config& config, GPT& model,
-                     const Optimizer& optimizer, const TrainerState& state, int64_t keep_last);
+                     const Optimizer& optimizer, const TrainerState& state, int64_t keep_last,
+                     Communicator* comm);
 
 // The newest complete checkpoint under <run_dir>/checkpoints, if any.
 std::optional<std::string> find_latest_checkpoint(const std::string& run_dir);
@@ -48,9 +51,12 @@ Config checkpoint_config(const std::string& checkpoint_dir);
 // and shape.
 void load_model_weights(const std::string& checkpoint_dir, GPT& model);
 
-// Restores weights, optimizer state and RNG; returns the trainer state.
-// Throws naming the file and the problem for incomplete or corrupt checkpoints.
-TrainerState load_checkpoint(const std::string& checkpoint_dir, GPT& model, Optimizer& optimizer);
+// Restores weights, optimizer state and RNG; returns the trainer state. The
+// optimizer takes what it needs from all rank files, so the number of ranks
+// may differ from the run that wrote them. Throws naming the file and the
+// problem for incomplete or corrupt checkpoints.
+TrainerState load_checkpoint(const std::string& checkpoint_dir, GPT& model, Optimizer& optimizer,
+                             int rank = 0);
 
 // Keys under the given prefixes ("model.", "data.") whose values differ,
 // as "key: old -> new", for refusing resumes that would change the run.

@@ -1,9 +1,11 @@
 #include "trainer/config.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -12,6 +14,8 @@
 #include <sstream>
 
 #include <spdlog/fmt/fmt.h>
+
+#include "trainer/json.h"
 
 namespace muonrun {
 namespace {
@@ -77,6 +81,8 @@ void visit_config(V& v, Config& c) {
              "fraction of steps with linear decay to 0");
   });
   v.section("optim", [&] {
+    v.choice("matrix_optimizer", c.optim.matrix_optimizer, {"muon", "adamw"},
+             "optimizer of the hidden matrices");
     v.section("adam", [&] {
       v.number("embed_lr", c.optim.adam.embed_lr, 0.0, kInf, "token embedding lr");
       v.number("head_lr", c.optim.adam.head_lr, 0.0, kInf, "lm_head lr");
@@ -85,6 +91,8 @@ void visit_config(V& v, Config& c) {
       v.number("beta2", c.optim.adam.beta2, 0.0, 1.0 - 1e-12, "second-moment decay");
       v.number("eps", c.optim.adam.eps, 0.0, kInf, "added to sqrt(v)");
       v.number("weight_decay", c.optim.adam.weight_decay, 0.0, kInf, "decoupled weight decay");
+      v.number("matrix_lr", c.optim.adam.matrix_lr, 0.0, kInf,
+               "hidden matrices lr when matrix_optimizer = adamw");
     });
     v.section("muon", [&] {
       v.number("lr", c.optim.muon.lr, 0.0, kInf, "lr of the hidden matrices");
@@ -97,7 +105,14 @@ void visit_config(V& v, Config& c) {
       v.number("ns_steps", c.optim.muon.ns_steps, int64_t{1}, int64_t{100},
                "Newton-Schulz iterations");
       v.number("weight_decay", c.optim.muon.weight_decay, 0.0, kInf, "decoupled weight decay");
+      v.choice("distribute", c.optim.muon.distribute, {"owner", "replicated"},
+               "several ranks: one owner per matrix, or every rank computes all");
     });
+  });
+  v.section("comm", [&] {
+    v.number("bucket_mb", c.comm.bucket_mb, 0.001, kInf, "gradient all-reduce bucket size (MB)");
+    v.number("timeout_s", c.comm.timeout_s, 1.0, kInf,
+             "a collective waiting longer fails the run instead of hanging");
   });
   v.section("checkpoint", [&] {
     v.number("every", c.checkpoint.every, int64_t{0}, kMaxInt,
@@ -138,6 +153,15 @@ std::string format_value(const T& x) {
   else if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
   else if constexpr (std::is_same_v<T, std::string>) return x;
   else return std::to_string(x);
+}
+
+// Whether to_yaml() can write `text` back. YAML holds only Unicode text, and
+// yaml-cpp writes invalid UTF-8 and noncharacters (U+FFFF, ...) as U+FFFD, so
+// a run's saved config.yaml would differ from the config it ran with.
+bool survives_yaml(const std::string& text) {
+  YAML::Emitter out;
+  out << YAML::DoubleQuoted << text;
+  return YAML::Load(out.c_str()).as<std::string>() == text;
 }
 
 // ---------------------------------------------------------------------------
@@ -188,7 +212,10 @@ class Applier {
     YAML::Node node = lookup(key);
     if (!node) return;
     if (node.IsNull()) { value.clear(); return; }
-    value = scalar<std::string>(node, join_path(path_, key), "a string");
+    const std::string path = join_path(path_, key);
+    value = scalar<std::string>(node, path, "a string");
+    if (!survives_yaml(value))
+      fail(node, path, "not valid UTF-8 text (YAML cannot hold it): " + json::quote(value));
   }
 
   void choice(const char* key, std::string& value, std::initializer_list<const char*> choices,
@@ -348,6 +375,36 @@ class Flattener {
   std::string path_;
 };
 
+// Configs are a few kilobytes. The limit keeps a wrong path (a dataset, a
+// device) from being read whole and turned into a huge YAML tree.
+constexpr size_t kMaxConfigBytes = size_t{1} << 20;
+
+std::string read_config_file(const std::string& file) {
+  std::error_code not_a_directory;
+  if (std::filesystem::is_directory(file, not_a_directory))
+    throw ConfigError(file + ": is a directory, not a config file");
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw ConfigError(file + ": cannot open config file");
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (in.bad()) throw ConfigError(file + ": read error");
+  if (text.size() > kMaxConfigBytes)
+    throw ConfigError(file + ": larger than 1 MiB, which no config file is");
+  return text;
+}
+
+// YAML::Load, saying what yaml-cpp's depth limit means: it reports too deep
+// nesting as "bad file".
+YAML::Node load_yaml(const std::string& text) {
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {
+    throw YAML::ParserException(e.mark, "nesting deeper than " + std::to_string(e.depth() - 1) +
+                                            " levels");
+  }
+}
+
 void apply_node(Config& config, const YAML::Node& root, const std::string& source,
                 bool with_lines) {
   Applier applier(root, source, with_lines);
@@ -360,7 +417,7 @@ void apply_node(Config& config, const YAML::Node& root, const std::string& sourc
 void apply_yaml(Config& config, const std::string& yaml_text, const std::string& source) {
   YAML::Node root;
   try {
-    root = YAML::Load(yaml_text);
+    root = load_yaml(yaml_text);
   } catch (const YAML::ParserException& e) {
     throw ConfigError(source + ":" + std::to_string(e.mark.line + 1) + ":" +
                       std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
@@ -376,7 +433,7 @@ void apply_override(Config& config, const std::string& assignment) {
   std::string path = assignment.substr(0, eq);
   YAML::Node value;
   try {
-    value = YAML::Load(assignment.substr(eq + 1));
+    value = load_yaml(assignment.substr(eq + 1));
   } catch (const YAML::ParserException& e) {
     throw ConfigError(source + ": value is not valid YAML: " + e.msg);
   }
@@ -399,13 +456,7 @@ void apply_override(Config& config, const std::string& assignment) {
 Config load_config(const std::vector<std::string>& files,
                    const std::vector<std::string>& overrides) {
   Config config;
-  for (const auto& file : files) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw ConfigError(file + ": cannot open config file");
-    std::stringstream text;
-    text << in.rdbuf();
-    apply_yaml(config, text.str(), file);
-  }
+  for (const auto& file : files) apply_yaml(config, read_config_file(file), file);
   for (const auto& assignment : overrides) apply_override(config, assignment);
   return config;
 }

@@ -70,6 +70,7 @@ struct AdamConfig {
   double beta2 = 0.95;
   double eps = 1e-8;
   double weight_decay = 0;
+  double matrix_lr = 0.008;  // hidden matrices, when optim.matrix_optimizer = adamw
 };
 
 struct MuonConfig {
@@ -80,11 +81,21 @@ struct MuonConfig {
   bool nesterov = true;
   int64_t ns_steps = 5;
   double weight_decay = 0;
+  // With several ranks: "owner" gives each matrix to one rank (reduce-scatter
+  // of gradients, Newton-Schulz on the owner, all-gather of weights);
+  // "replicated" all-reduces gradients and every rank updates every matrix.
+  std::string distribute = "owner";
 };
 
 struct OptimConfig {
+  std::string matrix_optimizer = "muon";  // or "adamw": AdamW for everything
   AdamConfig adam;
   MuonConfig muon;
+};
+
+struct CommConfig {
+  double bucket_mb = 25;    // gradient all-reduce bucket size
+  double timeout_s = 600;   // a collective waiting longer fails instead of hanging
 };
 
 struct CheckpointConfig {
@@ -99,6 +110,7 @@ struct Config {
   TrainConfig train;
   ScheduleConfig schedule;
   OptimConfig optim;
+  CommConfig comm;
   CheckpointConfig checkpoint;
 };
 

@@ -25,12 +25,15 @@ std::vector<std::string> glob_sorted(const std::string& pattern) {
 }  // namespace
 
 DataLoader::DataLoader(const std::string& pattern, int64_t micro_batch, int64_t seq_len, int rank,
-                       int world)
-    : pattern_(pattern), rank_(rank) {
+                       int world, int64_t vocab_size)
+    : pattern_(pattern), rank_(rank), vocab_size_(vocab_size) {
   if (micro_batch < 1 || seq_len < 1)
     throw std::invalid_argument("data: micro batch " + std::to_string(micro_batch) +
                                 " and sequence length " + std::to_string(seq_len) +
                                 " must be positive");
+  if (vocab_size < 1 || vocab_size > 65536)
+    throw std::invalid_argument("data: vocabulary size " + std::to_string(vocab_size) +
+                                " is not in 1..65536 (shards hold uint16 tokens)");
   if (world < 1 || rank < 0 || rank >= world)
     throw std::invalid_argument("data: rank " + std::to_string(rank) + " is not in 0.." +
                                 std::to_string(world - 1));
@@ -66,7 +69,15 @@ DataLoader::DataLoader(const std::string& pattern, int64_t micro_batch, int64_t 
 
 void DataLoader::next_batch(int64_t* buf) {
   const ShardReader& shard = shards_[position_.shard];
-  shard.read(position_.offset + rank_ * local_tokens_, local_tokens_ + 1, scratch_.data());
+  const int64_t offset = position_.offset + rank_ * local_tokens_;
+  shard.read(offset, local_tokens_ + 1, scratch_.data());
+  auto bad = std::find_if(scratch_.begin(), scratch_.end(),
+                          [&](uint16_t token) { return token >= vocab_size_; });
+  if (bad != scratch_.end())
+    throw std::runtime_error(shard.path() + ": token " + std::to_string(*bad) + " at token " +
+                             std::to_string(offset + (bad - scratch_.begin())) +
+                             " is outside the model's vocabulary (vocab_size " +
+                             std::to_string(vocab_size_) + "): a shard of another tokenizer?");
   std::copy(scratch_.begin(), scratch_.end(), buf);
   // Move on now, so that position() always names a batch that can be read.
   position_.offset += global_tokens_;

@@ -23,8 +23,11 @@ class DataLoader {
  public:
   // `pattern` is a glob ("data/train_*.bin"); matching files are used in
   // sorted order and all validated here. Shards too small for one global
-  // batch are skipped with a warning.
-  DataLoader(const std::string& pattern, int64_t micro_batch, int64_t seq_len, int rank, int world);
+  // batch are skipped with a warning. A batch holding a token >= `vocab_size`
+  // (pass the model's) is refused naming the shard and offset: the id would
+  // index past the embedding. The default accepts every uint16.
+  DataLoader(const std::string& pattern, int64_t micro_batch, int64_t seq_len, int rank, int world,
+             int64_t vocab_size = 65536);
 
   // Fills `buf` with this rank's micro_batch*seq_len+1 tokens: inputs are
   // buf[0, B*T), targets buf[1, B*T+1). Moves on by one global batch; at the
@@ -42,6 +45,7 @@ class DataLoader {
   int64_t local_tokens_;   // B*T
   int64_t global_tokens_;  // world*B*T
   int rank_;
+  int64_t vocab_size_;
   std::vector<ShardReader> shards_;
   std::vector<uint16_t> scratch_;
   LoaderPosition position_;

@@ -18,6 +18,9 @@ namespace {
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "shards are little-endian");
 
+// llm.c's Llama-3 shards (version 7, uint32 tokens): common enough to name.
+constexpr int32_t kLlama3ShardMagic = 20240801;
+
 std::runtime_error io_error(const std::string& path, const char* what) {
   return std::runtime_error(path + ": " + what + ": " + std::strerror(errno));
 }
@@ -36,13 +39,18 @@ void write_shard(const std::string& path, const std::vector<uint16_t>& tokens) {
 }
 
 ShardReader::ShardReader(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO that matched a shard pattern must not wait for
+  // a writer; regular files read as usual.
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd_ < 0) throw io_error(path, "cannot open");
   try {
     struct stat st;
     if (::fstat(fd_, &st) != 0) throw io_error(path, "cannot stat");
     const int64_t size = st.st_size;
     auto fail = [&](const std::string& what) { throw std::runtime_error(path + ": " + what); };
+    // A directory opens and has a size, but reading it fails with EISDIR.
+    if (S_ISDIR(st.st_mode)) fail("is a directory, not a shard file");
+    if (!S_ISREG(st.st_mode)) fail("not a regular file");
     if (size == 0) fail("empty file (expected a 1024-byte shard header)");
     if (size < kShardHeaderBytes)
       fail("file has " + std::to_string(size) + " bytes, too short for the 1024-byte shard header");
@@ -51,7 +59,11 @@ ShardReader::ShardReader(const std::string& path) : path_(path) {
       throw io_error(path, "cannot read the header");
     if (header[0] != kShardMagic)
       fail("bad magic " + std::to_string(header[0]) + " at offset 0 (expected " +
-           std::to_string(kShardMagic) + ")");
+           std::to_string(kShardMagic) + ")" +
+           (header[0] == kLlama3ShardMagic
+                ? ": this is llm.c's Llama-3 format with uint32 tokens, which is not supported "
+                  "(shards hold uint16 GPT-2 tokens)"
+                : ""));
     if (header[1] != kShardVersion)
       fail("bad version " + std::to_string(header[1]) + " at offset 4 (expected " +
            std::to_string(kShardVersion) + ")");

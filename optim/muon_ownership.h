@@ -1,0 +1,37 @@
+// Which rank runs Newton-Schulz for which matrix in owner-distributed Muon
+// (recipe §5, records 15-24): matrices of one size are taken `world` at a
+// time, in the order their gradients become ready, into a shard whose slot r
+// belongs to rank r. Full shards give every rank the same work; the last,
+// partial shard of each size gives its matrices to the ranks with the least
+// Newton-Schulz work so far (largest matrices placed first), so the plan is
+// balanced, shape-aware and the same on every rank.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace muonrun {
+
+struct MatrixShape {
+  int64_t rows, cols;
+};
+
+// Newton-Schulz FLOPs for one m x n matrix (m <= n after transposing):
+// steps x (4 m^2 n + 2 m^3), recipe §4.
+double newton_schulz_flops(const MatrixShape& shape, int64_t steps);
+
+struct MuonShardPlan {
+  // slots[r]: the matrix (index into the planner's input) that rank r owns, or -1.
+  std::vector<int> slots;
+};
+
+struct MuonOwnership {
+  std::vector<MuonShardPlan> shards;
+  std::vector<double> flops_per_rank;  // Newton-Schulz FLOPs per step
+  std::vector<int> owner;              // per matrix
+};
+
+// `matrices` in the order their gradients become ready in backward.
+MuonOwnership plan_muon_ownership(const std::vector<MatrixShape>& matrices, int world, int64_t ns_steps);
+
+}  // namespace muonrun

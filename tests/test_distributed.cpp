@@ -1,0 +1,152 @@
+// Data-parallel training on the CPU: N ranks launched by mpirun, or by hand
+// with the variables torchrun sets, train exactly what one rank trains with
+// the same global batch, for AdamW only, replicated Muon and owner Muon.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "tests/pattern_shards.h"
+#include "tests/run_results.h"
+#include "tests/test_helpers.h"
+
+using namespace muonrun;
+namespace fs = std::filesystem;
+
+namespace {
+
+// 2 layers of dim 16: eight 16x16 matrices and four 64x16 ones, so owner
+// Muon has full and partial shards at 3 and 4 ranks. The global batch of 192
+// tokens is 12 sequences of 16: divisible by 1, 2, 3 and 4 ranks.
+std::string tiny_run_args(const fs::path& data, const fs::path& run_dir, const std::string& extra) {
+  std::string args;
+  for (const std::string& s : std::vector<std::string>{
+       "model.vocab_size=64", "model.layers=2", "model.heads=2", "model.head_dim=8", "model.dim=16",
+        "model.seq_len=16", "train.micro_batch=1", "train.batch_tokens=192", "train.steps=8",
+        "train.val_every=4", "train.val_tokens=192", "train.val_loss_target=0",
+        "train.timing_warmup_steps=0", "optim.adam.embed_lr=0.05", "optim.adam.head_lr=0.01",
+        "optim.muon.lr=0.02", "comm.bucket_mb=0.002", "comm.timeout_s=120", "run.log_level=warn",
+        "data.train=" + (data / "train_*.bin").string(), "data.val=" + (data / "val_*.bin").string(),
+        "run.dir=" + run_dir.string()})
+    args += " --set " + s;
+  return args + " " + extra;
+}
+
+const char* kEnv = "OMP_WAIT_POLICY=PASSIVE OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ";
+
+void run_command(const std::string& command) {
+  int rc = std::system(command.c_str());
+  ASSERT_EQ(rc, 0) << command;
+}
+
+struct Mode {
+  const char* name;
+  const char* args;
+};
+const Mode kModes[] = {
+    {"adamw", "--set optim.matrix_optimizer=adamw --set optim.adam.matrix_lr=0.01"},
+    {"replicated", "--set optim.muon.distribute=replicated"},
+    {"owner", "--set optim.muon.distribute=owner"},
+};
+
+// Ranks sum gradients in another order than one process does, so results
+// agree to float32 rounding, not bit for bit, and Adam's and Newton-Schulz's
+// normalisations amplify that rounding on tiny gradients. Measured on this
+// very config: one process with micro_batch 1 vs 6 (same global batch, only
+// the summation order differs) ends 8 steps with train losses 9e-5 apart and
+// weights up to 4e-3 apart (relative, zero-initialised projections). The
+// bounds sit above that noise; a 10% change of one learning rate exceeds them
+// (NegativeControl below), as would a wrong slice, owner or gradient.
+constexpr double kLossTolerance = 3e-4;
+constexpr double kWeightTolerance = 1e-2;
+
+double worst_weight_difference(const fs::path& a, const fs::path& b) {
+  auto wa = tests::final_weights(a), wb = tests::final_weights(b);
+  double worst = 0;
+  for (const auto& [name, t] : wa.tensors)
+    worst = std::max(worst, ((t - wb.tensors.at(name)).norm() / (t.norm() + 1e-12)).item<double>());
+  return worst;
+}
+
+void expect_same_run(const fs::path& reference, const fs::path& run, const std::string& what) {
+  auto a = tests::read_metrics(reference / "metrics.jsonl");
+  auto b = tests::read_metrics(run / "metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].train_loss.has_value(), b[i].train_loss.has_value()) << what;
+    if (a[i].train_loss) EXPECT_NEAR(*a[i].train_loss, *b[i].train_loss, kLossTolerance) << what << " step " << a[i].step;
+    ASSERT_EQ(a[i].val_loss.has_value(), b[i].val_loss.has_value()) << what;
+    if (a[i].val_loss) EXPECT_NEAR(*a[i].val_loss, *b[i].val_loss, kLossTolerance) << what << " step " << a[i].step;
+  }
+  const double worst = worst_weight_difference(reference, run);
+  EXPECT_LT(worst, kWeightTolerance) << what;
+  std::printf("%s: worst relative weight difference %.2e\n", what.c_str(), worst);
+}
+
+class Distributed : public ::testing::TestWithParam<Mode> {};
+
+}  // namespace
+
+TEST_P(Distributed, RanksMatchOneRankWithTheSameGlobalBatch) {
+  const Mode mode = GetParam();
+  const fs::path dir = tests::scratch_dir(std::string("distributed_") + mode.name);
+  tests::write_pattern_shards(dir);
+  const std::string binary = MUONRUN_BINARY;
+  const fs::path reference = dir / "single";
+  run_command(std::string(kEnv) + binary + " train" + tiny_run_args(dir, reference, mode.args));
+  for (int ranks : {1, 2, 3, 4}) {
+    const fs::path run = dir / ("mpi" + std::to_string(ranks));
+    run_command(std::string(kEnv) + "mpirun --oversubscribe --bind-to none -np " + std::to_string(ranks) + " " +
+                binary + " train" + tiny_run_args(dir, run, mode.args));
+    expect_same_run(reference, run, std::string(mode.name) + " with " + std::to_string(ranks) + " ranks");
+    // Owner Muon leaves each rank's momentum in its own file of the checkpoint.
+    EXPECT_TRUE(fs::exists(*find_latest_checkpoint(run.string()) + "/rank" + std::to_string(ranks - 1) + ".safetensors"));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, Distributed, ::testing::ValuesIn(kModes),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Distributed, NegativeControlAnotherLearningRateIsNoticed) {
+  const fs::path dir = tests::scratch_dir("distributed_control");
+  tests::write_pattern_shards(dir);
+  const std::string binary = MUONRUN_BINARY;
+  run_command(std::string(kEnv) + binary + " train" + tiny_run_args(dir, dir / "a", ""));
+  run_command(std::string(kEnv) + "mpirun --oversubscribe --bind-to none -np 2 " + binary + " train" +
+              tiny_run_args(dir, dir / "b", "--set optim.muon.lr=0.022"));
+  const double worst = worst_weight_difference(dir / "a", dir / "b");
+  std::printf("muon lr 0.02 vs 0.022: worst relative weight difference %.2e\n", worst);
+  EXPECT_GT(worst, 3 * kWeightTolerance);
+}
+
+TEST(Distributed, TorchrunStyleLaunchMatchesMpirun) {
+  const fs::path dir = tests::scratch_dir("distributed_torchrun");
+  tests::write_pattern_shards(dir);
+  const std::string binary = MUONRUN_BINARY;
+  const fs::path reference = dir / "mpi";
+  run_command(std::string(kEnv) + "mpirun --oversubscribe --bind-to none -np 3 " + binary + " train" +
+              tiny_run_args(dir, reference, ""));
+  // The variables torchrun --nproc-per-node 3 --no-python would set.
+  const fs::path run = dir / "torchrun";
+  run_command(std::string(kEnv) + "bash " + MUONRUN_SOURCE_DIR + "/tests/launch_like_torchrun.sh 3 " + binary +
+              " train" + tiny_run_args(dir, run, ""));
+  expect_same_run(reference, run, "torchrun-style launch");
+}
+
+TEST(Distributed, RanksWithDifferentConfigsFailTogether) {
+  const fs::path dir = tests::scratch_dir("distributed_mismatch");
+  tests::write_pattern_shards(dir);
+  const std::string binary = MUONRUN_BINARY;
+  const fs::path run = dir / "run";
+  // Rank 1 gets another learning rate: both ranks must refuse to start.
+  const std::string log = (dir / "out.txt").string();
+  std::string command = std::string(kEnv) + "mpirun --oversubscribe --bind-to none -np 1 " + binary + " train" +
+                        tiny_run_args(dir, run, "") + " : -np 1 " + binary + " train" +
+                        tiny_run_args(dir, run, "--set optim.muon.lr=0.03") + " > " + log + " 2>&1";
+  EXPECT_NE(std::system(command.c_str()), 0);
+  std::ifstream in(log);
+  std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(output.find("rank 1 runs a different config than rank 0"), std::string::npos) << output;
+}
