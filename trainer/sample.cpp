@@ -1,5 +1,7 @@
 #include "trainer/sample.h"
 
+#include <filesystem>
+
 #include "trainer/checkpoint.h"
 #include "trainer/data/tokenizer.h"
 #include "trainer/device.h"
@@ -36,9 +38,15 @@ std::vector<int64_t> generate(GPT& model, std::vector<int64_t> tokens, int64_t c
 
 std::string run_sampling(const SampleOptions& options) {
   namespace fs = std::filesystem;
-  const Config config = checkpoint_config(options.checkpoint);
+  std::string checkpoint = options.checkpoint;
+  if (fs::is_directory(fs::path(checkpoint) / "checkpoints")) {
+    auto latest = find_latest_checkpoint(checkpoint);
+    if (!latest) throw std::runtime_error(checkpoint + ": the run has no complete checkpoint");
+    checkpoint = *latest;
+  }
+  const Config config = checkpoint_config(checkpoint);
   GPT model(config.model);
-  load_model_weights(options.checkpoint, model);
+  load_model_weights(checkpoint, model);
   const auto device = resolve_device(options.device, 0);
   configure_host(0, 1);
   model->to(device);

@@ -10,7 +10,8 @@
 namespace muonrun {
 
 struct SampleOptions {
-  std::string checkpoint;  // a checkpoint directory (with config.yaml and model.safetensors)
+  // A checkpoint directory, or a run directory (its newest complete checkpoint).
+  std::string checkpoint;
   std::string prompt;
   std::string vocab_dir = "data/gpt2";
   int64_t max_tokens = 200;
