@@ -13,9 +13,16 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 namespace muonrun {
+
+// A collective failed or timed out: another rank died, hangs, or the network
+// broke. `muonrun train` exits with its own code for it.
+struct CommunicationError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 class Work {
  public:
@@ -47,12 +54,6 @@ class Communicator {
 
   // The device tensors passed to this communicator must live on.
   virtual torch::Device device() const = 0;
-};
-
-// A finished piece of work, for operations that complete at once (world of one).
-class DoneWork : public Work {
- public:
-  void wait() override {}
 };
 
 }  // namespace muonrun

@@ -12,7 +12,12 @@ class GlooWork : public Work {
       : work_(std::move(work)), finish_(std::move(finish)) {}
   void wait() override {
     if (!work_) return;
-    work_->wait();  // throws on timeout or a lost peer
+    try {
+      work_->wait();  // throws on timeout or a lost peer
+    } catch (const std::exception& e) {
+      work_.reset();
+      throw CommunicationError(std::string("Gloo collective failed: ") + e.what());
+    }
     work_.reset();
     if (finish_) finish_();
   }
@@ -21,6 +26,16 @@ class GlooWork : public Work {
   c10::intrusive_ptr<c10d::Work> work_;
   std::function<void()> finish_;
 };
+
+// Gloo reports a lost peer from the call as well as from the wait.
+template <class F>
+c10::intrusive_ptr<c10d::Work> start(F&& call) {
+  try {
+    return call();
+  } catch (const std::exception& e) {
+    throw CommunicationError(std::string("Gloo collective failed: ") + e.what());
+  }
+}
 
 std::vector<torch::Tensor> chunks(const torch::Tensor& t, int n) {
   return t.view({-1}).chunk(n);
@@ -42,7 +57,7 @@ GlooCommunicator::GlooCommunicator(c10::intrusive_ptr<c10d::Store> store, int ra
 std::unique_ptr<Work> GlooCommunicator::all_reduce_mean(torch::Tensor tensor) {
   std::vector<torch::Tensor> tensors{tensor};
   const int world = size_;
-  return std::make_unique<GlooWork>(group_->allreduce(tensors),
+  return std::make_unique<GlooWork>(start([&] { return group_->allreduce(tensors); }),
                                     [tensor, world]() mutable { tensor.div_(world); });
 }
 
@@ -53,7 +68,8 @@ std::unique_ptr<Work> GlooCommunicator::reduce_scatter_mean(torch::Tensor input,
   auto summed = input.clone();
   std::vector<torch::Tensor> tensors{summed};
   const int world = size_, rank = rank_;
-  return std::make_unique<GlooWork>(group_->allreduce(tensors), [summed, output, world, rank]() mutable {
+  return std::make_unique<GlooWork>(start([&] { return group_->allreduce(tensors); }),
+                                    [summed, output, world, rank]() mutable {
     output.view({-1}).copy_(summed.view({-1}).chunk(world)[rank]).div_(world);
   });
 }
@@ -62,16 +78,16 @@ std::unique_ptr<Work> GlooCommunicator::all_gather(torch::Tensor input, torch::T
   TORCH_CHECK(output.numel() == input.numel() * size_, "all_gather: output must hold size() copies of input");
   std::vector<std::vector<torch::Tensor>> outputs{chunks(output, size_)};
   std::vector<torch::Tensor> inputs{input.view({-1})};
-  return std::make_unique<GlooWork>(group_->allgather(outputs, inputs), nullptr);
+  return std::make_unique<GlooWork>(start([&] { return group_->allgather(outputs, inputs); }), nullptr);
 }
 
 std::unique_ptr<Work> GlooCommunicator::broadcast(torch::Tensor tensor, int root) {
   std::vector<torch::Tensor> tensors{tensor};
   c10d::BroadcastOptions options;
   options.rootRank = root;
-  return std::make_unique<GlooWork>(group_->broadcast(tensors, options), nullptr);
+  return std::make_unique<GlooWork>(start([&] { return group_->broadcast(tensors, options); }), nullptr);
 }
 
-void GlooCommunicator::barrier() { group_->barrier()->wait(); }
+void GlooCommunicator::barrier() { GlooWork(start([&] { return group_->barrier(); }), nullptr).wait(); }
 
 }  // namespace muonrun

@@ -57,17 +57,6 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<torch::Tensor> 
     accumulators_.push_back(compat::on_gradient_ready(params_[p], [this, p] { mark_ready(static_cast<int>(p)); }));
 }
 
-GradientReducer::~GradientReducer() {
-  // Unfinished collectives still write into our buffers: finish them first.
-  for (auto& p : pending_)
-    if (p.work) {
-      try {
-        p.work->wait();
-      } catch (...) {
-      }
-    }
-}
-
 void GradientReducer::begin_backward(bool communicate) {
   std::lock_guard<std::mutex> lock(mutex_);
   communicating_ = communicate;

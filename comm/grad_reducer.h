@@ -46,8 +46,9 @@ class GradientReducer {
  public:
   // `params`: every trainable parameter, in registration order. `units` must
   // cover each parameter exactly once.
+  // Unfinished work is only dropped when a run fails; each Work then keeps
+  // its buffers alive itself, so destruction never waits on other ranks.
   GradientReducer(Communicator& comm, std::vector<torch::Tensor> params, std::vector<GradientUnit> units);
-  ~GradientReducer();
 
   // Before each micro-step's backward: only the last one communicates.
   void begin_backward(bool communicate);

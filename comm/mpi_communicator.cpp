@@ -32,7 +32,7 @@ void check(int rc, const char* what) {
     char message[MPI_MAX_ERROR_STRING];
     int length = 0;
     MPI_Error_string(rc, message, &length);
-    throw std::runtime_error(std::string("MPI ") + what + " failed: " + std::string(message, length));
+    throw CommunicationError(std::string("MPI ") + what + " failed: " + std::string(message, length));
   }
 }
 
@@ -46,9 +46,14 @@ class MpiWork : public Work {
         keep_alive_(std::move(keep_alive)) {}
 
   ~MpiWork() override {
-    // An abandoned request is still owned by MPI; completing it keeps the
-    // buffers valid until MPI is done with them.
-    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+    // Work is only dropped unfinished when the run is failing (a normal step
+    // waits on everything it starts). Waiting here could block forever on a
+    // dead peer, and MPI forbids freeing a collective's request: leave the
+    // request and its buffers to the ending process.
+    if (request_ == MPI_REQUEST_NULL) return;
+    int done = 0;
+    MPI_Test(&request_, &done, MPI_STATUS_IGNORE);
+    if (!done) abandon();
   }
 
   void wait() override {
@@ -61,11 +66,8 @@ class MpiWork : public Work {
       check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), what_);
       if (done) break;
       if (std::chrono::steady_clock::now() > deadline) {
-        // MPI still owns the request and may write into its buffers later:
-        // leave both to the dying process rather than free them under MPI.
-        request_ = MPI_REQUEST_NULL;
-        new std::vector<torch::Tensor>(std::move(keep_alive_));
-        throw std::runtime_error("rank " + std::to_string(rank_) + ": MPI " + what_ + " did not complete within " +
+        abandon();
+        throw CommunicationError("rank " + std::to_string(rank_) + ": MPI " + what_ + " did not complete within " +
                                  std::to_string(timeout_.count() / 1000) +
                                  " s (comm.timeout_s): another rank died or stopped responding");
       }
@@ -75,6 +77,13 @@ class MpiWork : public Work {
   }
 
  private:
+  // MPI still owns the request and may write into its buffers later: keep
+  // them alive (deliberately leaked) rather than free them under MPI.
+  void abandon() {
+    request_ = MPI_REQUEST_NULL;
+    new std::vector<torch::Tensor>(std::move(keep_alive_));
+  }
+
   MPI_Request request_;
   const char* what_;
   int rank_;

@@ -8,31 +8,110 @@ namespace muonrun {
 
 AdamW::AdamW(std::vector<AdamWGroup> groups, const AdamConfig& config)
     : groups_(std::move(groups)), config_(config) {
-  for (const auto& group : groups_)
+  for (auto& group : groups_) {
+    if (group.eps == 0) group.eps = config_.eps;
     for (const auto& p : group.params)
       state_[p.name] = {torch::zeros_like(p.tensor), torch::zeros_like(p.tensor), 0};
+  }
+}
+
+double AdamW::correction1(const ParamState& s) const {
+  return config_.bias_correction ? 1 - std::pow(config_.beta1, s.step) : 1.0;
+}
+
+double AdamW::correction2(const ParamState& s) const {
+  return config_.bias_correction ? 1 - std::pow(config_.beta2, s.step) : 1.0;
+}
+
+torch::Tensor AdamW::denominator(const ParamState& s, double eps) const {
+  return (s.exp_avg_sq.sqrt() / std::sqrt(correction2(s))).add_(eps);
 }
 
 void AdamW::step(double lr_multiplier) {
+  advance();
+  apply(lr_multiplier, BackupNorm::ada_inf, {}, {});
+}
+
+void AdamW::advance() {
   torch::NoGradGuard no_grad;
   const double b1 = config_.beta1, b2 = config_.beta2;
   for (const auto& group : groups_) {
-    const double lr = group.lr * lr_multiplier;
     for (const auto& p : group.params) {
       const auto& grad = p.tensor.grad();
       if (!grad.defined()) continue;
       auto& s = state_.at(p.name);
       s.step += 1;
-      auto param = p.tensor;
-      param.mul_(1 - lr * config_.weight_decay);
-      s.exp_avg.mul_(b1).add_(grad, 1 - b1);
+      // Not zero-initialised: the moments start at the first gradient, so
+      // that the first EMA update leaves them there (notes §4).
+      const bool start_at_gradient = !config_.zero_init && s.step == 1;
+      if (start_at_gradient) s.exp_avg_sq.copy_(grad * grad);
       s.exp_avg_sq.mul_(b2).addcmul_(grad, grad, 1 - b2);
-      const double bias_correction1 = 1 - std::pow(b1, s.step);
-      const double bias_correction2 = 1 - std::pow(b2, s.step);
-      auto denom = (s.exp_avg_sq.sqrt() / std::sqrt(bias_correction2)).add_(config_.eps);
-      param.addcdiv_(s.exp_avg, denom, -lr / bias_correction1);
+      // Nested EMA (notes §3.3.1): the momentum of the normalised gradient.
+      auto first = config_.nested ? grad / denominator(s, group.eps) : grad;
+      if (start_at_gradient) s.exp_avg.copy_(first);
+      s.exp_avg.mul_(b1).add_(first, 1 - b1);
     }
   }
+}
+
+std::vector<double> AdamW::dual_norms(BackupNorm norm) const {
+  torch::NoGradGuard no_grad;
+  std::vector<double> out;
+  for (const auto& group : groups_) {
+    double sum = 0;
+    for (const auto& p : group.params) {
+      if (!p.tensor.grad().defined()) continue;
+      const auto& s = state_.at(p.name);
+      const double c1 = correction1(s);
+      if (norm == BackupNorm::sign) {
+        sum += s.exp_avg.abs().sum().item<double>() / c1;  // ||m^||_1
+      } else {  // <m^, m^ / (sqrt(v^) + eps)>
+        sum += (s.exp_avg * s.exp_avg / denominator(s, group.eps)).sum().item<double>() / (c1 * c1);
+      }
+    }
+    out.push_back(norm == BackupNorm::ada_2 ? std::sqrt(sum) : sum);
+  }
+  return out;
+}
+
+void AdamW::apply(double lr_multiplier, BackupNorm norm, const std::vector<double>& scales,
+                  const std::vector<double>& dual_norms) {
+  torch::NoGradGuard no_grad;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const auto& group = groups_[g];
+    const double lr = group.lr * lr_multiplier;
+    const double k = scales.empty() ? 1.0 : scales[g];
+    for (const auto& p : group.params) {
+      if (!p.tensor.grad().defined()) continue;
+      const auto& s = state_.at(p.name);
+      auto param = p.tensor;
+      param.mul_(1 - lr * config_.weight_decay);
+      if (config_.nested) {
+        param.add_(s.exp_avg, -lr * k / correction1(s));
+      } else if (norm == BackupNorm::sign) {
+        param.add_(s.exp_avg.sign(), -lr * k);
+      } else {
+        // ada_2's LMO is ada_inf's direction divided by the dual norm.
+        const double n = norm == BackupNorm::ada_2 ? dual_norms[g] : 1.0;
+        if (n > 0) param.addcdiv_(s.exp_avg, denominator(s, group.eps), -lr * k / correction1(s) / n);
+      }
+    }
+  }
+}
+
+std::pair<double, double> AdamW::momo_inner_products() const {
+  torch::NoGradGuard no_grad;
+  double grad_dot = 0, momentum_dot = 0;
+  for (const auto& group : groups_) {
+    for (const auto& p : group.params) {
+      if (!p.tensor.grad().defined()) continue;
+      const auto& s = state_.at(p.name);
+      const double mass = config_.zero_init ? 1 - std::pow(config_.beta1, s.step) : 1.0;
+      grad_dot += (p.tensor.grad() * p.tensor).sum().item<double>();
+      momentum_dot += (s.exp_avg * p.tensor).sum().item<double>() / mass;
+    }
+  }
+  return {grad_dot, momentum_dot};
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> AdamW::state() const {

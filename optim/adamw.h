@@ -1,19 +1,32 @@
 // AdamW (Loshchilov & Hutter) with bias correction and decoupled weight decay,
-// step for step the same arithmetic as torch::optim::AdamW:
+// by default step for step the same arithmetic as torch::optim::AdamW:
 //   W = (1 - lr*wd) W
 //   m = b1 m + (1-b1) g            v = b2 v + (1-b2) g^2
 //   W = W - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
 // Written here (rather than used from LibTorch) so that the variants of the
-// thesis notes can follow and so its state is ours to checkpoint and shard.
+// thesis notes (seed 000 §3.3.1, §4; recipe §6) can follow and so its state
+// is ours to checkpoint and shard:
+//   bias_correction = false   the divisions by 1-b1^t and 1-b2^t are left out
+//   zero_init = false         m0 = g1, v0 = g1^2 instead of 0 (so m1 = g1, v1 = g1^2)
+//   nested = true             v as above, then s = b1 s + (1-b1) g / (sqrt(v^) + eps)
+//                             and W = W - lr s^ (s^ = s/(1-b1^t) with bias correction)
+//   per-group eps
+// The first step of the four bias-correction x zero-init combinations is then
+// lr x sign(g1) x (1, (1-b1)/sqrt(1-b2), sqrt(1-b2)/(1-b1), 1) up to eps (notes §4).
+//
+// For the steepest-descent variants (optim/steepest_descent.h) a step splits
+// into advance() (the moments), dual_norms() and apply() with any backup norm.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "optim/param_groups.h"
+#include "optim/steepest_descent.h"
 #include "trainer/config.h"
 
 namespace muonrun {
@@ -22,6 +35,7 @@ struct AdamWGroup {
   std::string name;
   double lr;
   std::vector<NamedParam> params;
+  double eps = 0;  // 0: AdamConfig::eps
 };
 
 class AdamW {
@@ -30,6 +44,19 @@ class AdamW {
 
   // One update of every parameter that has a gradient; lr = group lr x multiplier.
   void step(double lr_multiplier);
+
+  // Advances the moments of every parameter that has a gradient.
+  void advance();
+  // The dual norm n_g of each group's (bias-corrected) momentum under `norm`.
+  std::vector<double> dual_norms(BackupNorm norm) const;
+  // W = (1 - lr wd) W - lr k_g d_g for every parameter with a gradient, d_g
+  // the LMO of `norm` at the momentum; `scales` k_g per group (empty: all 1);
+  // `dual_norms` from dual_norms(norm) (needed for ada_2 only).
+  void apply(double lr_multiplier, BackupNorm norm, const std::vector<double>& scales,
+             const std::vector<double>& dual_norms);
+  // Sums of <g, w> and <m / mass, w> over the parameters with a gradient,
+  // mass being the weight sum of the momentum's EMA (for Momo, optim/momo.h).
+  std::pair<double, double> momo_inner_products() const;
 
   // State tensors named adam.exp_avg.<param>, adam.exp_avg_sq.<param>,
   // adam.step.<param>, for checkpoints.
@@ -41,9 +68,15 @@ class AdamW {
 
  private:
   struct ParamState {
-    torch::Tensor exp_avg, exp_avg_sq;
+    torch::Tensor exp_avg, exp_avg_sq;  // m (s when nested), v
     int64_t step = 0;
   };
+  // Bias corrections 1-b^t of a parameter (1 when switched off).
+  double correction1(const ParamState& s) const;
+  double correction2(const ParamState& s) const;
+  // sqrt(v^) + eps
+  torch::Tensor denominator(const ParamState& s, double eps) const;
+
   std::vector<AdamWGroup> groups_;
   AdamConfig config_;
   std::map<std::string, ParamState> state_;

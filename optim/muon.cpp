@@ -7,21 +7,48 @@
 
 namespace muonrun {
 
-double muon_shape_factor(int64_t rows, int64_t cols) {
-  return std::sqrt(std::max(1.0, static_cast<double>(rows) / static_cast<double>(cols)));
+double muon_shape_factor(int64_t rows, int64_t cols, ShapeFactor shape) {
+  const double r = static_cast<double>(rows), c = static_cast<double>(cols);
+  switch (shape) {
+    case ShapeFactor::original: return std::sqrt(std::max(1.0, r / c));
+    case ShapeFactor::match_rms_adamw: return 0.2 * std::sqrt(std::max(r, c));
+    case ShapeFactor::spectral: return std::sqrt(r / c);
+  }
+  return 1.0;
+}
+
+void muon_advance_momentum(torch::Tensor& momentum, const torch::Tensor& grad, const MuonStep& step) {
+  torch::NoGradGuard no_grad;
+  momentum.lerp_(grad, 1 - step.momentum);
+}
+
+MuonDirection muon_direction(const torch::Tensor& grad, const torch::Tensor& momentum, const MuonStep& step) {
+  torch::NoGradGuard no_grad;
+  auto input = step.nesterov ? grad.lerp(momentum, step.momentum) : momentum;
+  if (step.exact_polar) return {input, exact_polar(input)};
+  // bf16 tensor cores on the GPU; fp32 on the CPU, where bf16 is slow and gains nothing.
+  const auto dtype = grad.is_cuda() ? torch::kBFloat16 : torch::kFloat;
+  return {input, newton_schulz(input, step.ns_steps, step.schedule, dtype)};
+}
+
+double muon_dual_norm(const MuonDirection& direction, const MuonStep& step) {
+  torch::NoGradGuard no_grad;
+  const auto& U = direction.input;
+  const double inner = (U.to(torch::kDouble) * direction.polar.to(torch::kDouble)).sum().item<double>();
+  return muon_shape_factor(U.size(0), U.size(1), step.shape) * inner;
+}
+
+void muon_apply(torch::Tensor param, const torch::Tensor& polar, const MuonStep& step, double scale) {
+  torch::NoGradGuard no_grad;
+  if (step.weight_decay != 0) param.mul_(1 - step.lr * step.weight_decay);
+  param.add_(polar.to(param.scalar_type()),
+             -step.lr * scale * muon_shape_factor(param.size(0), param.size(1), step.shape));
 }
 
 void muon_update(torch::Tensor param, const torch::Tensor& grad, torch::Tensor& momentum,
                  const MuonStep& step) {
-  torch::NoGradGuard no_grad;
-  const double mu = step.momentum;
-  momentum.lerp_(grad, 1 - mu);
-  auto direction = step.nesterov ? grad.lerp(momentum, mu) : momentum;
-  // bf16 tensor cores on the GPU; fp32 on the CPU, where bf16 is slow and gains nothing.
-  const auto dtype = param.is_cuda() ? torch::kBFloat16 : torch::kFloat;
-  auto O = newton_schulz(direction, step.ns_steps, step.schedule, dtype);
-  if (step.weight_decay != 0) param.mul_(1 - step.lr * step.weight_decay);
-  param.add_(O.to(param.scalar_type()), -step.lr * muon_shape_factor(param.size(0), param.size(1)));
+  muon_advance_momentum(momentum, grad, step);
+  muon_apply(param, muon_direction(grad, momentum, step).polar, step, 1.0);
 }
 
 Muon::Muon(std::vector<NamedParam> params, const MuonConfig& config, std::vector<bool> owned)
@@ -41,17 +68,33 @@ void Muon::update(size_t index, const torch::Tensor& grad, const MuonStep& hyper
   muon_update(p.tensor, grad, momentum_.at(p.name), hyper);
 }
 
-MuonStep Muon::step_hyper(double lr_multiplier, int64_t step) const {
-  return {config_.lr * lr_multiplier, muon_momentum(step, config_), config_.nesterov,
-          config_.ns_steps, config_.weight_decay, quintic_schedule()};
+void Muon::advance_momentum(size_t index, const torch::Tensor& grad, const MuonStep& hyper) {
+  muon_advance_momentum(momentum_.at(params_.at(index).name), grad, hyper);
 }
 
-void Muon::step(double lr_multiplier, int64_t step) {
-  const MuonStep hyper = step_hyper(lr_multiplier, step);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const auto& p = params_[i];
-    if (momentum_.count(p.name) && p.tensor.grad().defined()) update(i, p.tensor.grad(), hyper);
-  }
+MuonDirection Muon::direction(size_t index, const torch::Tensor& grad, const MuonStep& hyper) const {
+  return muon_direction(grad, momentum_.at(params_.at(index).name), hyper);
+}
+
+void Muon::apply(size_t index, const torch::Tensor& polar, const MuonStep& hyper, double scale) {
+  muon_apply(params_.at(index).tensor, polar, hyper, scale);
+}
+
+double Muon::momentum_dot_weights(size_t index) const {
+  torch::NoGradGuard no_grad;
+  const auto& p = params_.at(index);
+  return (momentum_.at(p.name).to(torch::kDouble) * p.tensor.to(torch::kDouble)).sum().item<double>();
+}
+
+MuonStep Muon::step_hyper(double lr_multiplier, int64_t step) const {
+  MuonStep hyper{config_.lr * lr_multiplier, muon_momentum(step, config_), config_.nesterov,
+                 config_.ns_steps, config_.weight_decay,
+                 config_.polar == "polar_express" ? polar_express_schedule() : quintic_schedule()};
+  hyper.exact_polar = config_.polar == "svd";
+  hyper.shape = config_.shape_factor == "match_rms_adamw" ? ShapeFactor::match_rms_adamw
+                : config_.shape_factor == "spectral"      ? ShapeFactor::spectral
+                                                          : ShapeFactor::original;
+  return hyper;
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> Muon::state() const {

@@ -1,15 +1,22 @@
-// Muon (Jordan et al.): momentum, then Newton-Schulz orthogonalisation, for
-// the 2-D hidden matrices (recipe §4). One update of a matrix W with gradient G:
+// Muon (Jordan et al.): momentum, then orthogonalisation, for the 2-D hidden
+// matrices (recipe §4). One update of a matrix W with gradient G:
 //   M = mu M + (1-mu) G                      (EMA momentum)
 //   U = (1-mu) G + mu M   if Nesterov, else M
-//   O = NewtonSchulz(U)                      (bf16 on CUDA, fp32 on the CPU)
-//   W = (1 - lr wd) W - lr sqrt(max(1, rows/cols)) O
+//   O = polar(U)                             Newton-Schulz (bf16 on CUDA, fp32 on
+//                                            the CPU; quintic or Polar Express
+//                                            coefficients) or exact (SVD)
+//   W = (1 - lr wd) W - lr k s O
+// with s the shape factor (muon.shape_factor) and k = 1 for the recipe (the
+// steepest-descent variants scale it, optim/steepest_descent.h). s O is the
+// LMO of the norm ||.||_{2->2} / s, whose dual norm s <U, O> is the nuclear
+// norm of U (times s) when O is the exact polar factor.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "optim/newton_schulz.h"
@@ -17,6 +24,8 @@
 #include "trainer/config.h"
 
 namespace muonrun {
+
+enum class ShapeFactor { original, match_rms_adamw, spectral };
 
 // Everything one matrix update needs, resolved for the current step.
 struct MuonStep {
@@ -26,13 +35,31 @@ struct MuonStep {
   int64_t ns_steps;
   double weight_decay;
   NewtonSchulzSchedule schedule;
+  bool exact_polar = false;  // SVD instead of Newton-Schulz
+  ShapeFactor shape = ShapeFactor::original;
 };
 
-// sqrt(max(1, rows/cols)): keeps the update's RMS comparable across shapes.
-double muon_shape_factor(int64_t rows, int64_t cols);
+// Recipe §4: "original" sqrt(max(1, rows/cols)) keeps the update's RMS
+// comparable across shapes; "match_rms_adamw" (Moonlight) 0.2 sqrt(max(rows,
+// cols)) matches AdamW's update RMS; "spectral" sqrt(fan_out/fan_in) =
+// sqrt(rows/cols) for a [out, in] weight.
+double muon_shape_factor(int64_t rows, int64_t cols, ShapeFactor shape = ShapeFactor::original);
 
-// Updates `param` in place from `grad`, keeping `momentum` (same shape).
-// Exposed on its own so distributed Muon can apply it to the matrices a rank owns.
+// The input U of the orthogonalisation and its polar factor O.
+struct MuonDirection {
+  torch::Tensor input, polar;
+};
+
+// The parts of one update, for the steepest-descent variants, in order:
+void muon_advance_momentum(torch::Tensor& momentum, const torch::Tensor& grad, const MuonStep& step);
+MuonDirection muon_direction(const torch::Tensor& grad, const torch::Tensor& momentum, const MuonStep& step);
+// s <U, O>: the dual norm of U in the matrix's norm.
+double muon_dual_norm(const MuonDirection& direction, const MuonStep& step);
+// W = (1 - lr wd) W - lr scale s O
+void muon_apply(torch::Tensor param, const torch::Tensor& polar, const MuonStep& step, double scale);
+
+// All of them with scale 1: updates `param` in place from `grad`, keeping
+// `momentum` (same shape).
 void muon_update(torch::Tensor param, const torch::Tensor& grad, torch::Tensor& momentum,
                  const MuonStep& step);
 
@@ -42,13 +69,18 @@ class Muon {
   // (all of them when empty: one process, or replicated Muon).
   Muon(std::vector<NamedParam> params, const MuonConfig& config, std::vector<bool> owned = {});
 
-  // One update of every owned matrix with a gradient; `step` (0-based) drives
-  // the momentum warm-up, `lr_multiplier` the lr schedule.
-  void step(double lr_multiplier, int64_t step);
+  bool owns(size_t index) const { return momentum_.count(params_.at(index).name) > 0; }
+
   // One update of owned matrix `index` from `grad` (the mean over ranks).
   void update(size_t index, const torch::Tensor& grad, const MuonStep& hyper);
+  // The same in parts (see muon_update), for the steepest-descent variants.
+  void advance_momentum(size_t index, const torch::Tensor& grad, const MuonStep& hyper);
+  MuonDirection direction(size_t index, const torch::Tensor& grad, const MuonStep& hyper) const;
+  void apply(size_t index, const torch::Tensor& polar, const MuonStep& hyper, double scale);
+  // <M, W> of owned matrix `index`, for Momo.
+  double momentum_dot_weights(size_t index) const;
 
-  // The resolved hyper-parameters at `step`.
+  // The resolved hyper-parameters at `step` (0-based), `lr_multiplier` from the lr schedule.
   MuonStep step_hyper(double lr_multiplier, int64_t step) const;
 
   // Momentum buffers named muon.momentum.<param>, for checkpoints.

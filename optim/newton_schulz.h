@@ -25,11 +25,23 @@ struct NewtonSchulzSchedule {
 // land in about [0.68, 1.13] after 5 steps.
 NewtonSchulzSchedule quintic_schedule();
 
+// Polar Express (Amsel et al. 2025; recipe §4): the speedrun's five per-step
+// triples, X0 = G / (1.02 ||G||_F + 1e-6). Steps past the fifth use the
+// quintic (15/8, -10/8, 3/8), the limit of the optimal polynomials once the
+// singular values are near 1, which converges to 1 (repeating the fifth
+// triple would settle at 1.035 instead).
+NewtonSchulzSchedule polar_express_schedule();
+
 // Orthogonalises G ([m, n], or a batch [k, m, n] of same-shape matrices) with
 // `steps` iterations, computing in `dtype` (bf16 on CUDA). Works on the
 // transpose when m > n so that A = X X^T is the smaller Gram matrix. Returns
 // a tensor of `dtype`.
 torch::Tensor newton_schulz(const torch::Tensor& G, int64_t steps,
                             const NewtonSchulzSchedule& schedule, torch::ScalarType dtype);
+
+// The exact polar factor U V^T of a matrix from its SVD, computed in float64
+// (ablations; Newton-Schulz approximates it), without the directions of zero
+// singular values. Returns a tensor of G's dtype.
+torch::Tensor exact_polar(const torch::Tensor& G);
 
 }  // namespace muonrun

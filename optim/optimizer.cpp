@@ -1,7 +1,10 @@
 #include "optim/optimizer.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
+#include "optim/presets.h"
 #include "optim/schedule.h"
 
 namespace muonrun {
@@ -10,12 +13,25 @@ namespace {
 std::vector<AdamWGroup> adam_groups(const ParamGroups& groups, const OptimConfig& optim) {
   std::vector<AdamWGroup> out;
   const auto& adam = optim.adam;
-  if (!groups.embeddings.empty()) out.push_back({"embed", adam.embed_lr, groups.embeddings});
-  if (!groups.heads.empty()) out.push_back({"head", adam.head_lr, groups.heads});
-  if (!groups.scalars.empty()) out.push_back({"scalar", adam.scalar_lr, groups.scalars});
+  if (!groups.embeddings.empty()) out.push_back({"embed", adam.embed_lr, groups.embeddings, adam.embed_eps});
+  if (!groups.heads.empty()) out.push_back({"head", adam.head_lr, groups.heads, adam.head_eps});
+  if (!groups.scalars.empty()) out.push_back({"scalar", adam.scalar_lr, groups.scalars, adam.scalar_eps});
   if (optim.matrix_optimizer == "adamw" && !groups.matrices.empty())
-    out.push_back({"matrix", adam.matrix_lr, groups.matrices});
+    out.push_back({"matrix", adam.matrix_lr, groups.matrices, adam.matrix_eps});
   return out;
+}
+
+// Rejects combinations that have no meaning (the schema checks each key alone).
+void check_variant(const OptimConfig& optim, const SteepestVariant& variant) {
+  const bool recipe = is_plain(variant) && !variant.stale && !optim.momo.enabled;
+  if (recipe) return;
+  if (optim.matrix_optimizer != "muon")
+    throw ConfigError("optim.steepest and optim.momo combine Muon with AdamW: they need optim.matrix_optimizer = muon");
+  if (!(optim.muon.lr > 0))
+    throw ConfigError("optim.steepest and optim.momo weigh each group by its lr relative to optim.muon.lr, which must be > 0");
+  if (optim.adam.nested)
+    throw ConfigError("optim.adam.nested: the nested EMA is no LMO of a norm at the momentum; "
+                      "it needs the default optim.steepest and no optim.momo");
 }
 
 bool owner_mode(const Config& config, Communicator* comm) {
@@ -36,11 +52,15 @@ const torch::Tensor& state_tensor(const std::map<std::string, torch::Tensor>& te
 
 Optimizer::Optimizer(const torch::nn::Module& model, const Config& config, Communicator* comm)
     : adam(adam_groups(group_parameters(model), config.optim), config.optim.adam),
+      optim_(resolve_preset(config.optim)),
+      variant_(steepest_variant(optim_.steepest)),
       comm_(comm),
       params_(model.parameters()),
       matrices_(group_parameters(model).matrices),
       schedule_(config.schedule),
       total_steps_(config.train.steps) {
+  check_variant(optim_, variant_);
+  if (optim_.momo.enabled) momo_ = std::make_unique<Momo>(optim_.momo);
   const bool use_muon = config.optim.matrix_optimizer == "muon";
   const bool owner = owner_mode(config, comm);
 
@@ -69,7 +89,10 @@ Optimizer::Optimizer(const torch::nn::Module& model, const Config& config, Commu
     }
     for (int o : ownership_->owner) owned.push_back(o == comm->rank());
   }
-  if (use_muon) muon = std::make_unique<Muon>(matrices_, config.optim.muon, owned);
+  if (use_muon) muon = std::make_unique<Muon>(matrices_, optim_.muon, owned);
+  if (!owner)
+    for (size_t i = 0; i < matrices_.size(); ++i) slots_.push_back({0, static_cast<int>(i)});
+  if (!is_plain(variant_) || momo_) spdlog::info("optimizer: {}", describe());
   if (!comm) return;
 
   // Gradient units: buckets for everything all-reduced, shards for owned matrices.
@@ -85,8 +108,8 @@ Optimizer::Optimizer(const torch::nn::Module& model, const Config& config, Commu
     for (const auto& shard : ownership_->shards) {
       GradientUnit unit{GradientUnit::Kind::Shard, {}};
       for (int m : shard.slots) unit.params.push_back(m >= 0 ? index_of(matrices_[m].tensor) : -1);
+      slots_.push_back({shard_units_.size(), shard.slots[comm->rank()]});
       shard_units_.push_back(units.size());
-      shard_matrix_of_slot_.push_back(shard.slots[comm->rank()]);
       units.push_back(unit);
     }
   }
@@ -94,7 +117,7 @@ Optimizer::Optimizer(const torch::nn::Module& model, const Config& config, Commu
 }
 
 double Optimizer::lr_multiplier(int64_t step) const {
-  return muonrun::lr_multiplier(step, total_steps_, schedule_);
+  return lr_scale_ * muonrun::lr_multiplier(step, total_steps_, schedule_);
 }
 
 void Optimizer::begin_backward(bool last_micro_step) {
@@ -105,41 +128,46 @@ void Optimizer::end_backward() {
   if (reducer_) reducer_->end_backward();
 }
 
-void Optimizer::step(int64_t step) {
+void Optimizer::step(int64_t step, std::optional<double> loss) {
+  torch::NoGradGuard no_grad;
   const double multiplier = lr_multiplier(step);
   for (size_t u : bucket_units_) reducer_->wait_bucket(u);
+  if (!muon) return adam.step(multiplier);
+  const MuonStep hyper = muon->step_hyper(multiplier, step);
+  if (!is_plain(variant_) || variant_.stale || momo_) return variant_step(step, multiplier, hyper, loss);
+  // The recipe: every update is separable, so each matrix is shared as soon
+  // as it is updated.
   adam.step(multiplier);
-  if (!muon) return;
-  if (ownership_) owner_muon_step(step, multiplier);
-  else muon->step(multiplier, step);
+  std::vector<Gather> gathers;
+  for (const auto& slot : slots_) {
+    auto grad = gradient(slot);
+    if (grad.defined()) muon->update(static_cast<size_t>(slot.matrix), grad, hyper);
+    start_sharing(slot, gathers);
+  }
+  finish_sharing(gathers);
 }
 
-void Optimizer::owner_muon_step(int64_t step, double multiplier) {
-  torch::NoGradGuard no_grad;
-  const MuonStep hyper = muon->step_hyper(multiplier, step);
-  struct Gather {
-    size_t shard;
-    torch::Tensor output;
-    std::unique_ptr<Work> work;
-  };
-  std::vector<Gather> gathers;
-  // Each owner updates its matrix of a shard, then shares it; the all-gather
-  // of one shard runs while the next shard's Newton-Schulz computes.
-  for (size_t s = 0; s < shard_units_.size(); ++s) {
-    const int mine = shard_matrix_of_slot_[s];
-    torch::Tensor grad = reducer_->wait_shard(shard_units_[s]);
-    const auto& slots = ownership_->shards[s].slots;
-    const auto& like = matrices_[*std::find_if(slots.begin(), slots.end(), [](int m) { return m >= 0; })].tensor;
-    torch::Tensor local;
-    if (mine >= 0) {
-      muon->update(static_cast<size_t>(mine), grad, hyper);
-      local = matrices_[mine].tensor.reshape({-1});
-    } else {
-      local = torch::zeros({like.numel()}, like.options());
-    }
-    auto output = torch::empty({comm_->size(), like.numel()}, like.options());
-    gathers.push_back({s, output, comm_->all_gather(local.contiguous(), output)});
-  }
+void Optimizer::discard_step() {
+  if (!reducer_) return;
+  for (size_t u : bucket_units_) reducer_->wait_bucket(u);
+  for (size_t u : shard_units_) reducer_->wait_shard(u);
+}
+
+torch::Tensor Optimizer::gradient(const MatrixSlot& slot) {
+  if (ownership_) return reducer_->wait_shard(shard_units_[slot.shard]);
+  return matrices_[slot.matrix].tensor.grad();
+}
+
+void Optimizer::start_sharing(const MatrixSlot& slot, std::vector<Gather>& gathers) {
+  if (!ownership_) return;
+  const auto& slots = ownership_->shards[slot.shard].slots;
+  const auto& like = matrices_[*std::find_if(slots.begin(), slots.end(), [](int m) { return m >= 0; })].tensor;
+  auto local = slot.matrix >= 0 ? matrices_[slot.matrix].tensor.reshape({-1}) : torch::zeros({like.numel()}, like.options());
+  auto output = torch::empty({comm_->size(), like.numel()}, like.options());
+  gathers.push_back({slot.shard, output, comm_->all_gather(local.contiguous(), output)});
+}
+
+void Optimizer::finish_sharing(std::vector<Gather>& gathers) {
   for (auto& g : gathers) {
     g.work->wait();
     const auto& slots = ownership_->shards[g.shard].slots;
@@ -147,6 +175,113 @@ void Optimizer::owner_muon_step(int64_t step, double multiplier) {
       if (slots[r] >= 0 && r != comm_->rank())
         matrices_[slots[r]].tensor.copy_(g.output[r].view(matrices_[slots[r]].tensor.sizes()));
   }
+}
+
+std::vector<double> Optimizer::sum_over_owners(const std::vector<double>& partial) {
+  if (!ownership_) return partial;
+  auto sums = torch::tensor(partial, torch::kDouble).to(comm_->device());
+  comm_->all_reduce_mean(sums)->wait();
+  sums = sums.to(torch::kCPU) * comm_->size();
+  return {sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel()};
+}
+
+// The general step (optim/steepest_descent.h, optim/momo.h): the scales of
+// the blocks may need Momo's model of the loss and the dual norms of all
+// matrices. Those computed on several ranks are summed in the same order on
+// every rank: Momo's inner products, then (unless stale) the dual norms.
+void Optimizer::variant_step(int64_t step, double multiplier, const MuonStep& hyper, std::optional<double> loss) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& slot : slots_) grads.push_back(gradient(slot));
+  adam.advance();
+  std::vector<double> lr_ratios;
+  for (const auto& group : adam.groups()) lr_ratios.push_back(group.lr / optim_.muon.lr);
+  BlockDualNorms norms;
+  norms.groups = adam.dual_norms(variant_.backup);
+
+  // Momo's model of the loss at the current weights, before anything moves.
+  double model_loss = 0;
+  if (momo_) {
+    if (!loss) throw std::invalid_argument("optim.momo needs the step's loss: Optimizer::step(step, loss)");
+    double grad_dot = 0, momentum_dot = 0;  // over this rank's matrices
+    for (size_t k = 0; k < slots_.size(); ++k) {
+      if (!grads[k].defined()) continue;
+      const auto m = static_cast<size_t>(slots_[k].matrix);
+      muon->advance_momentum(m, grads[k], hyper);
+      grad_dot += (grads[k].to(torch::kDouble) * matrices_[m].tensor.to(torch::kDouble)).sum().item<double>();
+      momentum_dot += muon->momentum_dot_weights(m);
+    }
+    const auto sums = sum_over_owners({grad_dot, momentum_dot});
+    const auto [adam_grad_dot, adam_momentum_dot] = adam.momo_inner_products();
+    model_loss = momo_->model_loss(*loss, sums[0] + adam_grad_dot,
+                                   sums[1] / muon_momentum_mass(step, optim_.muon) + adam_momentum_dot);
+  }
+  auto scales_for = [&](const BlockDualNorms& n) {
+    const double N = total_dual_norm(variant_, n, lr_ratios);
+    const double fraction = momo_ ? momo_step_fraction(model_loss, momo_->f_star(), hyper.lr, N, variant_.mode) : 1.0;
+    spdlog::debug("step {}: dual norm {:.4g} (matrices: sum {:.4g}), momo model loss {:.4g}, step fraction {:.4g}",
+                  step, N, n.matrix_sum, model_loss, fraction);
+    return step_scales(variant_, n, lr_ratios, fraction);
+  };
+
+  // With the matrices' sums known beforehand (not needed, or stale), each
+  // matrix is updated and shared as soon as its LMO is known; otherwise the
+  // LMOs are kept until the sums of this step are in.
+  const bool needs_matrix_sums = momo_ || !matrices_separable(variant_);
+  const bool wait_for_sums = needs_matrix_sums && !(variant_.stale && stale_norms_);
+  StepScales scales;
+  if (!wait_for_sums) {
+    if (stale_norms_) std::tie(norms.matrix_sum, norms.matrix_sum_sq) = *stale_norms_;
+    scales = scales_for(norms);
+    adam.apply(multiplier, variant_.backup, scales.groups, norms.groups);
+  }
+  struct Pending {
+    size_t slot;
+    torch::Tensor polar;
+    double dual_norm;
+  };
+  std::vector<Pending> pending;
+  std::vector<Gather> gathers;
+  double sum = 0, sum_sq = 0;  // over this rank's matrices
+  for (size_t k = 0; k < slots_.size(); ++k) {
+    if (grads[k].defined()) {
+      const auto m = static_cast<size_t>(slots_[k].matrix);
+      if (!momo_) muon->advance_momentum(m, grads[k], hyper);
+      const auto direction = muon->direction(m, grads[k], hyper);
+      const double n = muon_dual_norm(direction, hyper);
+      sum += n;
+      sum_sq += n * n;
+      if (wait_for_sums) pending.push_back({k, direction.polar, n});
+      else muon->apply(m, direction.polar, hyper, scales.matrix(n));
+    }
+    if (!wait_for_sums) start_sharing(slots_[k], gathers);
+  }
+  const auto sums = needs_matrix_sums ? sum_over_owners({sum, sum_sq}) : std::vector<double>{sum, sum_sq};
+  if (variant_.stale) stale_norms_ = {sums[0], sums[1]};
+  if (wait_for_sums) {
+    norms.matrix_sum = sums[0];
+    norms.matrix_sum_sq = sums[1];
+    scales = scales_for(norms);
+    adam.apply(multiplier, variant_.backup, scales.groups, norms.groups);
+    auto next = pending.begin();
+    for (size_t k = 0; k < slots_.size(); ++k) {
+      if (next != pending.end() && next->slot == k) {
+        muon->apply(static_cast<size_t>(slots_[k].matrix), next->polar, hyper, scales.matrix(next->dual_norm));
+        ++next;
+      }
+      start_sharing(slots_[k], gathers);
+    }
+  }
+  finish_sharing(gathers);
+}
+
+std::string Optimizer::describe() const {
+  if (!muon) return "adamw";
+  const auto& s = optim_.steepest;
+  std::string out = "muon (polar " + optim_.muon.polar + ", shape " + optim_.muon.shape_factor + ") + adamw; " +
+                    s.mode + ", outer norm " + s.outer_norm + ", backup norm " + s.backup_norm;
+  if (s.stale_dual_norms) out += ", stale dual norms";
+  if (momo_) out += fmt::format(", momo (f* = {}, beta = {})", optim_.momo.f_star, optim_.momo.beta);
+  return out;
 }
 
 void Optimizer::zero_grad() {
@@ -157,12 +292,25 @@ std::vector<std::pair<std::string, torch::Tensor>> Optimizer::state() const {
   auto out = adam.state();
   if (muon)
     for (auto& entry : muon->state()) out.push_back(std::move(entry));
+  if (momo_)
+    for (auto& entry : momo_->state()) out.push_back(std::move(entry));
+  // Global sums (the same on every rank): [S, Q, whether there are any].
+  if (variant_.stale)
+    out.emplace_back("steepest.stale_norms",
+                     stale_norms_ ? torch::tensor({stale_norms_->first, stale_norms_->second, 1.0}, torch::kDouble)
+                                  : torch::zeros({3}, torch::kDouble));
   return out;
 }
 
 void Optimizer::load_state(const std::map<std::string, torch::Tensor>& tensors) {
   adam.load_state(tensors);
   if (muon) muon->load_state(tensors);
+  if (momo_) momo_->load_state(tensors);
+  if (variant_.stale) {
+    const auto t = state_tensor(tensors, "steepest.stale_norms", torch::zeros({3})).to(torch::kDouble);
+    stale_norms_.reset();
+    if (t[2].item<double>() != 0) stale_norms_ = {t[0].item<double>(), t[1].item<double>()};
+  }
 }
 
 }  // namespace muonrun

@@ -7,12 +7,18 @@
 // reduce-scattered to the matrix owners, which alone run Newton-Schulz and
 // then all-gather the new weights ("owner"), or all-reduced so that every
 // rank updates every matrix ("replicated").
+//
+// The steepest-descent variants (optim.steepest, optim.preset) and Momo
+// (optim.momo) scale each block's update by quantities summed over all
+// matrices (dual norms, Momo's inner products): in owner mode each rank sums
+// over the matrices it owns and one small all-reduce adds the ranks' sums.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,7 +26,9 @@
 #include "comm/grad_reducer.h"
 #include "optim/adamw.h"
 #include "optim/muon.h"
+#include "optim/momo.h"
 #include "optim/muon_ownership.h"
+#include "optim/steepest_descent.h"
 #include "trainer/config.h"
 
 namespace muonrun {
@@ -33,8 +41,17 @@ class Optimizer {
   // Around each micro-step's backward; only the last one communicates.
   void begin_backward(bool last_micro_step);
   void end_backward();
-  // Update number `step` (0-based) from the gradients.
-  void step(int64_t step);
+  // Update number `step` (0-based) from the gradients. `loss`: the step's
+  // training loss (mean over ranks), which Momo needs (see uses_loss()).
+  void step(int64_t step, std::optional<double> loss = std::nullopt);
+  bool uses_loss() const { return momo_ != nullptr; }
+  // Finishes the step's communication but changes nothing (a diverged step
+  // is skipped); every rank must call it when one does.
+  void discard_step();
+  // Scales every learning rate from now on (rollback after divergence).
+  void set_lr_scale(double scale) { lr_scale_ = scale; }
+  // One line naming the optimizer variant, for logs.
+  std::string describe() const;
   // Drops every gradient (set to none), ready for the next accumulation.
   void zero_grad();
   double lr_multiplier(int64_t step) const;
@@ -53,17 +70,43 @@ class Optimizer {
   std::unique_ptr<Muon> muon;  // null when matrix_optimizer = adamw
 
  private:
-  void owner_muon_step(int64_t step, double lr_multiplier);
+  // The matrices this rank updates: one slot per shard in owner mode (the
+  // matrix it owns there, or -1), else one per matrix.
+  struct MatrixSlot {
+    size_t shard;
+    int matrix;
+  };
+  struct Gather {
+    size_t shard;
+    torch::Tensor output;
+    std::unique_ptr<Work> work;
+  };
+  // The step's mean gradient of a slot's matrix (undefined if none).
+  torch::Tensor gradient(const MatrixSlot& slot);
+  // Owner mode: shares the slot's shard, once its owner has updated it, while
+  // the next shard computes; finish_sharing() copies the gathered matrices in.
+  void start_sharing(const MatrixSlot& slot, std::vector<Gather>& gathers);
+  void finish_sharing(std::vector<Gather>& gathers);
+  // Sums over ranks of per-rank sums over owned matrices (identity otherwise).
+  std::vector<double> sum_over_owners(const std::vector<double>& partial);
+  // Every variant but the recipe's (see the top of optim/steepest_descent.h).
+  void variant_step(int64_t step, double lr_multiplier, const MuonStep& hyper, std::optional<double> loss);
 
+  OptimConfig optim_;  // with the preset resolved
+  SteepestVariant variant_;
+  std::unique_ptr<Momo> momo_;  // null unless optim.momo.enabled
+  // Stale dual norms: (S, Q) of the previous step, once there is one.
+  std::optional<std::pair<double, double>> stale_norms_;
   Communicator* comm_;
   std::vector<torch::Tensor> params_;
   std::vector<NamedParam> matrices_;
   ScheduleConfig schedule_;
   int64_t total_steps_;
+  double lr_scale_ = 1.0;
   std::unique_ptr<MuonOwnership> ownership_;
   std::unique_ptr<GradientReducer> reducer_;
   std::vector<size_t> bucket_units_, shard_units_;
-  std::vector<int> shard_matrix_of_slot_;  // per shard unit: this rank's matrix or -1
+  std::vector<MatrixSlot> slots_;
 };
 
 // The tensor `key` from loaded optimizer state, checked against the shape of

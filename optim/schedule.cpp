@@ -18,4 +18,10 @@ double muon_momentum(int64_t step, const MuonConfig& muon) {
   return (1 - frac) * muon.momentum_warmup_start + frac * muon.momentum;
 }
 
+double muon_momentum_mass(int64_t step, const MuonConfig& muon) {
+  double remaining = 1;
+  for (int64_t i = 0; i <= step; ++i) remaining *= muon_momentum(i, muon);
+  return 1 - remaining;
+}
+
 }  // namespace muonrun

@@ -16,4 +16,8 @@ double lr_multiplier(int64_t step, int64_t total, const ScheduleConfig& schedule
 // momentum_warmup_steps (0.85 -> 0.95 over 500 steps in the recipe).
 double muon_momentum(int64_t step, const MuonConfig& muon);
 
+// Weight sum 1 - prod_{i<=step} mu_i of Muon's zero-initialised EMA momentum
+// after the updates of steps 0..step (its "mass", for Momo's model).
+double muon_momentum_mass(int64_t step, const MuonConfig& muon);
+
 }  // namespace muonrun

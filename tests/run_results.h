@@ -2,6 +2,7 @@
 // compare runs: the per-step metrics and the final weights.
 #pragma once
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -25,8 +26,10 @@ inline std::vector<MetricLine> read_metrics(const std::filesystem::path& path) {
   for (std::string line; std::getline(in, line);) {
     auto v = json::parse(line, path.string());
     MetricLine m{v.find("step")->as_int64(), {}, {}};
-    if (auto* t = v.find("train_loss")) m.train_loss = t->number;
-    if (auto* t = v.find("val_loss")) m.val_loss = t->number;
+    // A diverged loss is written as null.
+    auto number = [](const json::Value* t) { return t->is_number() ? t->number : std::nan(""); };
+    if (auto* t = v.find("train_loss")) m.train_loss = number(t);
+    if (auto* t = v.find("val_loss")) m.val_loss = number(t);
     out.push_back(m);
   }
   return out;

@@ -61,9 +61,8 @@ double metadata_double(const SafetensorsFile& file, const std::string& path, con
 
 }  // namespace
 
-void save_checkpoint(const std::string& run_dir, const Config& config, GPT& model,
-                     const Optimizer& optimizer, const TrainerState& state, int64_t keep_last,
-                     Communicator* comm) {
+std::string save_checkpoint(const std::string& run_dir, const Config& config, GPT& model,
+                            const Optimizer& optimizer, const TrainerState& state, Communicator* comm) {
   const int rank = comm ? comm->rank() : 0;
   const int world = comm ? comm->size() : 1;
   auto barrier = [&] {
@@ -89,6 +88,8 @@ void save_checkpoint(const std::string& run_dir, const Config& config, GPT& mode
                     {"train_time_ms", fmt::format("{}", state.train_time_ms)},
                     {"timed_steps", std::to_string(state.timed_steps)},
                     {"train_loss", fmt::format("{}", state.last_train_loss)},
+                    {"lr_scale", fmt::format("{}", state.lr_scale)},
+                    {"rollbacks", std::to_string(state.rollbacks)},
                     {"world_size", std::to_string(world)}});
   if (rank == 0) {
     std::vector<std::pair<std::string, torch::Tensor>> weights;
@@ -105,9 +106,12 @@ void save_checkpoint(const std::string& run_dir, const Config& config, GPT& mode
     sync_directory(root.string());
     spdlog::info("checkpoint: wrote {}", final_dir.string());
     auto all = complete_checkpoints(run_dir);
-    for (size_t i = 0; i + keep_last < all.size(); ++i) fs::remove_all(all[i].second);
+    const auto& keep = config.checkpoint;
+    for (size_t i = 0; i + static_cast<size_t>(keep.keep_last) < all.size(); ++i)
+      if (keep.keep_every == 0 || all[i].first % keep.keep_every != 0) fs::remove_all(all[i].second);
   }
   barrier();
+  return final_dir.string();
 }
 
 std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {
@@ -178,6 +182,8 @@ TrainerState load_checkpoint(const std::string& checkpoint_dir, GPT& model, Opti
   state.train_time_ms = metadata_double(main, main_path, "train_time_ms");
   state.timed_steps = metadata_int(main, main_path, "timed_steps");
   state.last_train_loss = metadata_double(main, main_path, "train_loss");
+  state.lr_scale = metadata_double(main, main_path, "lr_scale");
+  state.rollbacks = metadata_int(main, main_path, "rollbacks");
   return state;
 }
 

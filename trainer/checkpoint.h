@@ -31,15 +31,18 @@ struct TrainerState {
   // Train loss of the step that ended at `step` (its metrics line is written
   // after the checkpoint), NaN when no step has run.
   double last_train_loss = std::numeric_limits<double>::quiet_NaN();
+  double lr_scale = 1.0;  // lowered by each rollback after divergence
+  int64_t rollbacks = 0;
 };
 
-// Writes the checkpoint of `state.step` and deletes all but the newest
-// `keep_last` complete checkpoints. Every rank calls it (`comm` null for one
+// Writes the checkpoint of `state.step`, then deletes the complete
+// checkpoints that are neither among the newest checkpoint.keep_last nor a
+// multiple of checkpoint.keep_every. Every rank calls it (`comm` null for one
 // process): each writes its rank file, rank 0 the rest, and the directory is
 // renamed once all are written. The run directory must be shared by all ranks.
-void save_checkpoint(const std::string& run_dir, const Config& config, GPT& model,
-                     const Optimizer& optimizer, const TrainerState& state, int64_t keep_last,
-                     Communicator* comm);
+// Returns the checkpoint's directory.
+std::string save_checkpoint(const std::string& run_dir, const Config& config, GPT& model,
+                            const Optimizer& optimizer, const TrainerState& state, Communicator* comm);
 
 // The newest complete checkpoint under <run_dir>/checkpoints, if any.
 std::optional<std::string> find_latest_checkpoint(const std::string& run_dir);

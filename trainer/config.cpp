@@ -73,6 +73,16 @@ void visit_config(V& v, Config& c) {
     v.number("timing_warmup_steps", c.train.timing_warmup_steps, int64_t{0}, kMaxInt,
              "first steps left out of train_time");
     v.number("log_every", c.train.log_every, int64_t{1}, kMaxInt, "log a train line every N steps");
+    v.choice("on_divergence", c.train.on_divergence, {"skip", "rollback", "stop"},
+             "non-finite loss/gradient or loss spike: skip the update, roll back, or stop");
+    v.number("spike_zscore", c.train.spike_zscore, 0.0, kInf,
+             "loss z-score above which a step is a spike (0: off)");
+    v.number("spike_window", c.train.spike_window, int64_t{2}, int64_t{1} << 20,
+             "recent losses the spike z-score uses");
+    v.number("rollback_lr_factor", c.train.rollback_lr_factor, 0.0, 1.0,
+             "lr multiplier applied at each rollback");
+    v.number("max_rollbacks", c.train.max_rollbacks, int64_t{0}, kMaxInt,
+             "rollbacks allowed before the run stops");
   });
   v.section("schedule", [&] {
     v.number("warmup_steps", c.schedule.warmup_steps, int64_t{0}, kMaxInt,
@@ -83,6 +93,8 @@ void visit_config(V& v, Config& c) {
   v.section("optim", [&] {
     v.choice("matrix_optimizer", c.optim.matrix_optimizer, {"muon", "adamw"},
              "optimizer of the hidden matrices");
+    v.choice("preset", c.optim.preset, {"none", "muon_adam", "scion", "muonmax", "polargrad"},
+             "named variant: sets optim.steepest.* (and shape_factor for scion)");
     v.section("adam", [&] {
       v.number("embed_lr", c.optim.adam.embed_lr, 0.0, kInf, "token embedding lr");
       v.number("head_lr", c.optim.adam.head_lr, 0.0, kInf, "lm_head lr");
@@ -93,6 +105,14 @@ void visit_config(V& v, Config& c) {
       v.number("weight_decay", c.optim.adam.weight_decay, 0.0, kInf, "decoupled weight decay");
       v.number("matrix_lr", c.optim.adam.matrix_lr, 0.0, kInf,
                "hidden matrices lr when matrix_optimizer = adamw");
+      v.flag("bias_correction", c.optim.adam.bias_correction, "divide m by 1-beta1^t, v by 1-beta2^t");
+      v.flag("zero_init", c.optim.adam.zero_init, "m, v start at 0 (false: at g1, g1^2)");
+      v.flag("nested", c.optim.adam.nested, "step = EMA_beta1(g / (sqrt(v) + eps)) (nested EMA)");
+      v.number("embed_eps", c.optim.adam.embed_eps, 0.0, kInf, "eps of the embedding (0: eps)");
+      v.number("head_eps", c.optim.adam.head_eps, 0.0, kInf, "eps of lm_head (0: eps)");
+      v.number("scalar_eps", c.optim.adam.scalar_eps, 0.0, kInf, "eps of the scalars (0: eps)");
+      v.number("matrix_eps", c.optim.adam.matrix_eps, 0.0, kInf,
+               "eps of the hidden matrices under adamw (0: eps)");
     });
     v.section("muon", [&] {
       v.number("lr", c.optim.muon.lr, 0.0, kInf, "lr of the hidden matrices");
@@ -107,6 +127,25 @@ void visit_config(V& v, Config& c) {
       v.number("weight_decay", c.optim.muon.weight_decay, 0.0, kInf, "decoupled weight decay");
       v.choice("distribute", c.optim.muon.distribute, {"owner", "replicated"},
                "several ranks: one owner per matrix, or every rank computes all");
+      v.choice("polar", c.optim.muon.polar, {"quintic", "polar_express", "svd"},
+               "polar factor: Newton-Schulz coefficients, or exact (SVD)");
+      v.choice("shape_factor", c.optim.muon.shape_factor, {"original", "match_rms_adamw", "spectral"},
+               "update scale by matrix shape");
+    });
+    v.section("steepest", [&] {
+      v.choice("mode", c.optim.steepest.mode, {"constrained", "regularized"},
+               "step = lr x LMO, or lr x dual norm x LMO");
+      v.choice("outer_norm", c.optim.steepest.outer_norm, {"max", "l2", "hybrid"},
+               "combination of the per-layer norms");
+      v.choice("backup_norm", c.optim.steepest.backup_norm, {"ada_inf", "sign", "ada_2"},
+               "norm of the non-matrix parameters (ada_inf: Adam)");
+      v.flag("stale_dual_norms", c.optim.steepest.stale_dual_norms,
+             "use the previous step's nuclear norms (one pass over the matrices)");
+    });
+    v.section("momo", [&] {
+      v.flag("enabled", c.optim.momo.enabled, "Momo step sizes: min(lr, (model - f_star) / dual norm)");
+      v.number("f_star", c.optim.momo.f_star, -kInf, kInf, "lower bound of the training loss");
+      v.number("beta", c.optim.momo.beta, 0.0, 1.0 - 1e-12, "EMA of loss - <grad, weights>");
     });
   });
   v.section("comm", [&] {
@@ -118,7 +157,13 @@ void visit_config(V& v, Config& c) {
     v.number("every", c.checkpoint.every, int64_t{0}, kMaxInt,
              "checkpoint every N steps (0: only at the end)");
     v.number("keep_last", c.checkpoint.keep_last, int64_t{1}, kMaxInt,
-             "checkpoints kept (older ones are deleted)");
+             "newest checkpoints kept (older ones are deleted)");
+    v.number("keep_every", c.checkpoint.keep_every, int64_t{0}, kMaxInt,
+             "also keep checkpoints whose step is a multiple of this (0: none)");
+  });
+  v.section("debug", [&] {
+    v.number("inject_nan_step", c.debug.inject_nan_step, int64_t{-1}, kMaxInt,
+             "testing aid: make rank 0's loss NaN once at this step (-1: never)");
   });
 }
 

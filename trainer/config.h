@@ -55,6 +55,13 @@ struct TrainConfig {
   double val_loss_target = 3.28;  // stop once val_loss <= target; 0: never
   int64_t timing_warmup_steps = 10;  // first steps not counted in train_time
   int64_t log_every = 1;
+  // What a non-finite loss or gradient (or a loss spike) does: "skip" the
+  // update, "rollback" to the last checkpoint with a lower lr, or "stop".
+  std::string on_divergence = "stop";
+  double spike_zscore = 0;     // > 0: a loss this many std devs above the window is a spike
+  int64_t spike_window = 128;  // losses the spike z-score is measured over
+  double rollback_lr_factor = 0.5;
+  int64_t max_rollbacks = 3;
 };
 
 struct ScheduleConfig {
@@ -71,6 +78,15 @@ struct AdamConfig {
   double eps = 1e-8;
   double weight_decay = 0;
   double matrix_lr = 0.008;  // hidden matrices, when optim.matrix_optimizer = adamw
+  // The thesis notes' knobs (seed 000 §3.3.1, §4; recipe §6).
+  bool bias_correction = true;  // divide m by 1-b1^t and v by 1-b2^t
+  bool zero_init = true;        // m0 = v0 = 0; false: m0 = g1, v0 = g1^2
+  bool nested = false;          // step EMA_b1(g / (sqrt(v) + eps)) instead of m / (sqrt(v) + eps)
+  // Epsilon of each group; 0: `eps`.
+  double embed_eps = 0;
+  double head_eps = 0;
+  double scalar_eps = 0;
+  double matrix_eps = 0;
 };
 
 struct MuonConfig {
@@ -85,12 +101,38 @@ struct MuonConfig {
   // of gradients, Newton-Schulz on the owner, all-gather of weights);
   // "replicated" all-reduces gradients and every rank updates every matrix.
   std::string distribute = "owner";
+  // Polar factor: Newton-Schulz with the fixed "quintic" or the per-step
+  // "polar_express" coefficients (recipe §4), or the exact "svd" (ablations).
+  std::string polar = "quintic";
+  // Update scale per shape: "original" sqrt(max(1, rows/cols)),
+  // "match_rms_adamw" 0.2 sqrt(max(rows, cols)), "spectral" sqrt(rows/cols).
+  std::string shape_factor = "original";
+};
+
+// Muon and AdamW as one steepest descent over all parameters (seed 003,
+// recipe §7); the defaults are the recipe's Muon + Adam.
+struct SteepestConfig {
+  std::string mode = "constrained";    // or "regularized": step scaled by the dual norm
+  std::string outer_norm = "max";      // how layer norms combine: max, l2 or hybrid
+  std::string backup_norm = "ada_inf"; // norm of non-matrix parameters: ada_inf (Adam), sign, ada_2
+  bool stale_dual_norms = false;       // use the previous step's nuclear norms (one pass)
+};
+
+// Momo step sizes (Schaipp et al. 2024; seed 003, recipe §7): never step past
+// the loss lower bound f_star predicted by the momentum model.
+struct MomoConfig {
+  bool enabled = false;
+  double f_star = 0;  // lower bound of the training loss
+  double beta = 0.9;  // EMA of f - <g, w>
 };
 
 struct OptimConfig {
   std::string matrix_optimizer = "muon";  // or "adamw": AdamW for everything
+  std::string preset = "none";  // muon_adam, scion, muonmax, polargrad: see optim/presets.h
   AdamConfig adam;
   MuonConfig muon;
+  SteepestConfig steepest;
+  MomoConfig momo;
 };
 
 struct CommConfig {
@@ -101,6 +143,12 @@ struct CommConfig {
 struct CheckpointConfig {
   int64_t every = 0;  // 0: only at the end of the run
   int64_t keep_last = 2;
+  int64_t keep_every = 0;  // also keep every checkpoint whose step is a multiple (0: none)
+};
+
+// Fault injection for testing the recovery paths; off by default.
+struct DebugConfig {
+  int64_t inject_nan_step = -1;  // poison rank 0's loss once at this step
 };
 
 struct Config {
@@ -112,10 +160,13 @@ struct Config {
   OptimConfig optim;
   CommConfig comm;
   CheckpointConfig checkpoint;
+  DebugConfig debug;
 };
 
 // Applies the YAML files, then the `key.path=value` overrides, onto the
-// defaults. Throws ConfigError naming the file, line and key path.
+// defaults. Throws ConfigError naming the file, line and key path. Files over
+// 1 MiB are refused unread (configs are a few kilobytes), as are strings that
+// are not UTF-8 text, which the config.yaml of a run could not hold.
 Config load_config(const std::vector<std::string>& files,
                    const std::vector<std::string>& overrides);
 

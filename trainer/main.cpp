@@ -5,10 +5,14 @@
 
 #include <iostream>
 
+#include "comm/communicator.h"
 #include "trainer/config.h"
 #include "trainer/data/prepare.h"
+#include "trainer/exit_codes.h"
 #include "trainer/logging.h"
 #include "trainer/sample.h"
+#include "trainer/sweep.h"
+#include "trainer/toy.h"
 #include "trainer/train.h"
 
 using namespace muonrun;
@@ -82,6 +86,26 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   sample_cmd->add_option("--device", sample.device, "auto | cpu | cuda")->capture_default_str();
 
+  ToyOptions toy;
+  ConfigOptions toy_config;
+  auto* toy_cmd = app.add_subcommand("toy", "compare optimizers on the thesis notes' toy problems");
+  add_config_options(toy_cmd, toy_config);
+  toy_cmd->add_option("--problems", toy.problems, "linreg, quadratic, softmax, mlp (default: all)")
+      ->delimiter(',')
+      ->check(CLI::IsMember(toy_problems()));
+  toy_cmd->add_option("--optimizers", toy.optimizers, "names from the built-in list (default: all)")->delimiter(',');
+  toy_cmd->add_option("--lrs", toy.lrs, "learning rates tried (the best is reported)")->delimiter(',')->capture_default_str();
+  toy_cmd->add_option("--steps", toy.steps, "steps per run")->capture_default_str();
+  toy_cmd->add_option("--seed", toy.seed, "seed of data and initial weights")->capture_default_str();
+  toy_cmd->add_option("--csv", toy.csv, "also write every run's losses to this CSV file");
+
+  SweepOptions sweep;
+  auto* sweep_cmd = app.add_subcommand("sweep", "run a grid of training runs from a sweep file, then tabulate and plot");
+  sweep_cmd->add_option("file", sweep.file, "sweep YAML (see configs/ablations/)")->required()->check(CLI::ExistingFile);
+  sweep_cmd->add_option("--out", sweep.out_dir, "output directory (default: runs/sweeps/<name>)");
+  sweep_cmd->add_option("--launcher", sweep.launcher, "prefix of each train command, e.g. \"mpirun -np 2\"");
+  sweep_cmd->add_flag("--report-only", sweep.report_only, "run nothing: tables and plots from the runs there");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -96,13 +120,26 @@ int main(int argc, char** argv) {
     } else if (train_cmd->parsed()) {
       // An explicit --log-level beats the config's run.log_level.
       if (app.count("--log-level") > 0) train_config.overrides.push_back("run.log_level=" + log_level);
-      run_training(load_config(train_config.files, train_config.overrides), train);
+      const auto summary = run_training(load_config(train_config.files, train_config.overrides), train);
+      if (summary.stopped_by_signal) return kExitStoppedBySignal;
     } else if (sample_cmd->parsed()) {
       std::cout << run_sampling(sample) << "\n";
+    } else if (toy_cmd->parsed()) {
+      toy.config_files = toy_config.files;
+      toy.overrides = toy_config.overrides;
+      std::cout << run_toy_comparison(toy);
+    } else if (sweep_cmd->parsed()) {
+      run_sweep(sweep);
     }
+  } catch (const TrainingStopped& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return e.exit_code;
+  } catch (const CommunicationError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return kExitCommunicationFailure;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
-    return 1;
+    return kExitError;
   }
   return 0;
 }

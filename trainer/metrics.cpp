@@ -3,7 +3,10 @@
 #include <spdlog/fmt/fmt.h>
 
 #include <cmath>
+#include <limits>
 #include <stdexcept>
+
+#include "trainer/json.h"
 
 namespace muonrun {
 namespace {
@@ -37,6 +40,24 @@ void MetricsFile::write(const StepMetrics& m) {
           ",\"lr_multiplier\":" + number(m.lr_multiplier) + "}\n";
   out_ << line << std::flush;
   if (!out_) throw std::runtime_error(path_ + ": write failed");
+}
+
+std::vector<StepMetrics> read_metrics(const std::string& path) {
+  std::vector<StepMetrics> out;
+  std::ifstream in(path);
+  auto number_or_nan = [](const json::Value* v) {
+    return v->is_number() ? v->number : std::numeric_limits<double>::quiet_NaN();
+  };
+  for (std::string line; std::getline(in, line);) {
+    const auto v = json::parse(line, path);
+    StepMetrics m;
+    m.step = v.find("step")->as_int64();
+    if (const auto* t = v.find("train_loss")) m.train_loss = number_or_nan(t);
+    if (const auto* t = v.find("val_loss")) m.val_loss = number_or_nan(t);
+    if (const auto* t = v.find("step_avg_ms")) m.step_avg_ms = number_or_nan(t);
+    out.push_back(m);
+  }
+  return out;
 }
 
 }  // namespace muonrun

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace muonrun {
 
@@ -35,5 +36,9 @@ class MetricsFile {
   std::string path_;
   std::ofstream out_;
 };
+
+// The lines of a metrics.jsonl (empty if there is no file); a loss written as
+// null (not finite) reads back as NaN.
+std::vector<StepMetrics> read_metrics(const std::string& path);
 
 }  // namespace muonrun

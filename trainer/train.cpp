@@ -14,6 +14,10 @@
 #include "trainer/checkpoint.h"
 #include "trainer/data/data_loader.h"
 #include "trainer/device.h"
+#include "trainer/divergence.h"
+#include "trainer/exit_codes.h"
+#include "trainer/heartbeat.h"
+#include "trainer/signals.h"
 #include "trainer/evaluate.h"
 #include "trainer/logging.h"
 #include "trainer/metrics.h"
@@ -80,32 +84,43 @@ std::optional<std::string> checkpoint_to_resume(const Config& config, const Trai
   return from;
 }
 
+// The run stopped because the loss or gradients diverged (train.on_divergence).
+struct DivergedError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// What one optimizer step produced, agreed on by all ranks.
+struct StepOutcome {
+  double ms;
+  double loss;          // mean over ranks
+  std::string trouble;  // why the step diverged, or ""
+  bool stop_requested;  // some rank got a stop signal
+};
+
 // One rank's share of a training run.
 class Run {
  public:
-  Run(const Config& config, World& world, const torch::Device& device, const std::string& dir)
+  Run(const Config& config, World& world, const torch::Device& device, const std::string& dir,
+      Heartbeat& heartbeat)
       : config_(config),
         world_(world),
         comm_(world.comm()),
         device_(device),
         dir_(dir),
+        heartbeat_(heartbeat),
         plan_(plan_batches(config, world.size())),
         model_(make_model(config, device)),
         optimizer_(*model_, config, comm_),
         train_data_(config.data.train, plan_.micro_batch, plan_.seq_len, world.rank(), world.size()),
-        val_data_(config.data.val, plan_.micro_batch, plan_.seq_len, world.rank(), world.size()) {
+        val_data_(config.data.val, plan_.micro_batch, plan_.seq_len, world.rank(), world.size()),
+        divergence_(config.train.spike_zscore, config.train.spike_window) {
     share_initial_weights();
   }
 
   TrainSummary train(const std::optional<std::string>& resume_from) {
-    if (resume_from) {
-      state_ = load_checkpoint(*resume_from, model_, optimizer_, world_.rank());
-      train_data_.restore(state_.loader);
-      spdlog::info("resumed from {} at step {}", *resume_from, state_.step);
-    }
+    if (resume_from) restore(*resume_from);
     if (world_.rank() == 0) {
-      if (resume_from) truncate_metrics(dir_ + "/metrics.jsonl", state_.step);
-      else fs::remove(dir_ + "/metrics.jsonl");
+      if (!resume_from) fs::remove(dir_ + "/metrics.jsonl");
       metrics_ = std::make_unique<MetricsFile>(dir_ + "/metrics.jsonl");
     }
     log_start();
@@ -131,18 +146,41 @@ class Run {
         checkpoint();
         break;
       }
-      const double step_ms = train_step(step);
+
+      const StepOutcome outcome = train_step(step);
+      if (!outcome.trouble.empty()) {
+        if (recover_from_divergence(step, outcome.trouble)) {
+          // Rolled back: continue from the checkpoint's step.
+          step = state_.step - 1;
+          pending = metrics_of_step(state_.step);
+          pending.train_loss = state_.last_train_loss;
+          continue;
+        }
+      } else {
+        state_.last_train_loss = outcome.loss;
+      }
       pending = metrics_of_step(state_.step);
-      pending.train_loss = state_.last_train_loss;
+      pending.train_loss = outcome.loss;
       pending.lr_multiplier = optimizer_.lr_multiplier(step);
-      if (state_.timed_steps == 0) pending.step_avg_ms = step_ms;  // still in the untimed warm-up
+      if (state_.timed_steps == 0) pending.step_avg_ms = outcome.ms;  // still in the untimed warm-up
       if (state_.step % config_.train.log_every == 0 || state_.step == config_.train.steps)
         spdlog::info("{}", train_line(pending));
+      heartbeat_.beat(state_.step);
+
+      if (outcome.stop_requested) {
+        if (metrics_) metrics_->write(pending);
+        const std::string where = checkpoint();
+        spdlog::warn("stopped by signal {} after step {}; checkpoint {}; continue with --resume",
+                     stop_signal(), state_.step, where);
+        summary.stopped_by_signal = true;
+        break;
+      }
       if (config_.checkpoint.every > 0 && state_.step % config_.checkpoint.every == 0 &&
           state_.step < config_.train.steps)
         checkpoint();
     }
     summary.steps = state_.step;
+    summary.skipped_steps = skipped_steps_;
     summary.train_time_ms = state_.train_time_ms;
     summary.step_avg_ms = state_.timed_steps > 0 ? state_.train_time_ms / state_.timed_steps : 0;
     return summary;
@@ -164,20 +202,39 @@ class Run {
     for (auto& p : model_->parameters()) comm_->broadcast(p, 0)->wait();
   }
 
-  double mean_over_ranks(const torch::Tensor& scalar) {
-    auto value = scalar.detach().to(torch::kFloat).reshape({1}).clone();
-    if (comm_) comm_->all_reduce_mean(value)->wait();
-    return value.item<double>();
+  void restore(const std::string& checkpoint_dir) {
+    state_ = load_checkpoint(checkpoint_dir, model_, optimizer_, world_.rank());
+    train_data_.restore(state_.loader);
+    optimizer_.set_lr_scale(state_.lr_scale);
+    if (world_.rank() == 0) truncate_metrics(dir_ + "/metrics.jsonl", state_.step);
+    spdlog::info("resumed from {} at step {}", checkpoint_dir, state_.step);
+  }
+
+  // Means over ranks of a few scalars, in one small all-reduce.
+  std::vector<double> mean_over_ranks(std::vector<torch::Tensor> scalars) {
+    auto values = torch::stack(scalars).to(torch::kFloat).detach().reshape({-1}).contiguous();
+    if (comm_) comm_->all_reduce_mean(values)->wait();
+    values = values.to(torch::kCPU);
+    return std::vector<double>(values.data_ptr<float>(), values.data_ptr<float>() + values.numel());
   }
 
   double validate() {
     auto local = torch::tensor(evaluate(model_, val_data_, plan_.val_batches, plan_.micro_batch,
                                         plan_.seq_len, device_));
-    return mean_over_ranks(local);
+    return mean_over_ranks({local})[0];
   }
 
-  // One optimizer step over the accumulation micro-batches; returns its ms.
-  double train_step(int64_t step) {
+  // Whether this rank's gradients are all finite, as a device scalar (1 or
+  // 0): one sum per parameter and a single host transfer for the step.
+  torch::Tensor gradients_finite() {
+    auto total = torch::zeros({}, torch::dtype(torch::kFloat).device(device_));
+    for (const auto& p : model_->parameters())
+      if (p.grad().defined()) total += p.grad().abs().sum().to(torch::kFloat);
+    return torch::isfinite(total).to(torch::kFloat);
+  }
+
+  // One optimizer step over the accumulation micro-batches.
+  StepOutcome train_step(int64_t step) {
     synchronize(device_);
     const auto start = std::chrono::steady_clock::now();
     auto loss_sum = torch::zeros({}, torch::dtype(torch::kFloat).device(device_));
@@ -185,27 +242,66 @@ class Run {
       auto [x, y] = next_batch(train_data_, plan_.micro_batch, plan_.seq_len, device_);
       optimizer_.begin_backward(micro == plan_.accumulation - 1);
       auto loss = model_->loss(x, y);
+      if (step == config_.debug.inject_nan_step && world_.rank() == 0 && !nan_injected_) {
+        loss = loss * std::numeric_limits<float>::quiet_NaN();
+        nan_injected_ = true;
+      }
       (loss / static_cast<double>(plan_.accumulation)).backward();
       loss_sum += loss.detach();
     }
     optimizer_.end_backward();
-    optimizer_.step(step);
+    // One all-reduce tells every rank the mean loss, whether any rank saw a
+    // non-finite gradient, and whether any rank got a stop signal, so that all
+    // take the same decision.
+    auto agreed = mean_over_ranks({loss_sum / static_cast<double>(plan_.accumulation), gradients_finite(),
+                                   torch::tensor(stop_requested() ? 1.0f : 0.0f, torch::device(device_))});
+    StepOutcome outcome{0, agreed[0], divergence_.check(agreed[0], agreed[1] == 1.0), agreed[2] > 0};
+    if (outcome.trouble.empty()) optimizer_.step(step, outcome.loss);  // Momo needs the loss
+    else optimizer_.discard_step();
     optimizer_.zero_grad();
-    const double train_loss = mean_over_ranks(loss_sum / static_cast<double>(plan_.accumulation));
     synchronize(device_);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    outcome.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (step >= config_.train.timing_warmup_steps) {
-      state_.train_time_ms += ms;
+      state_.train_time_ms += outcome.ms;
       state_.timed_steps += 1;
     }
     state_.step = step + 1;
-    state_.last_train_loss = train_loss;
-    return ms;
+    return outcome;
   }
 
-  void checkpoint() {
+  // Applies train.on_divergence to a bad step; returns true after a rollback.
+  bool recover_from_divergence(int64_t step, const std::string& trouble) {
+    const std::string& policy = config_.train.on_divergence;
+    if (policy == "skip") {
+      ++skipped_steps_;
+      spdlog::warn("step {}: {}; update skipped (train.on_divergence=skip, {} skipped so far)", step + 1, trouble,
+                   skipped_steps_);
+      return false;
+    }
+    const auto latest = find_latest_checkpoint(dir_);
+    if (policy == "rollback" && latest && state_.rollbacks < config_.train.max_rollbacks) {
+      const double lr_scale = state_.lr_scale * config_.train.rollback_lr_factor;
+      const int64_t rollbacks = state_.rollbacks + 1;
+      spdlog::warn("step {}: {}; rolling back to {} with lr x{} (rollback {} of {})", step + 1, trouble, *latest,
+                   lr_scale, rollbacks, config_.train.max_rollbacks);
+      if (comm_) comm_->barrier();
+      restore(*latest);
+      state_.lr_scale = lr_scale;
+      state_.rollbacks = rollbacks;
+      optimizer_.set_lr_scale(lr_scale);
+      if (metrics_) metrics_ = std::make_unique<MetricsFile>(dir_ + "/metrics.jsonl");
+      return true;
+    }
+    std::string why = policy == "stop" ? "train.on_divergence=stop"
+                      : !latest        ? "no checkpoint to roll back to"
+                                       : "train.max_rollbacks reached";
+    throw DivergedError(fmt::format("step {}: {}; stopping ({}). Last complete checkpoint: {}", step + 1, trouble,
+                                    why, latest ? *latest : std::string("none")));
+  }
+
+  std::string checkpoint() {
     state_.loader = train_data_.position();
-    save_checkpoint(dir_, config_, model_, optimizer_, state_, config_.checkpoint.keep_last, comm_);
+    return save_checkpoint(dir_, config_, model_, optimizer_, state_, comm_);
   }
 
   StepMetrics metrics_of_step(int64_t step) const {
@@ -239,12 +335,16 @@ class Run {
   Communicator* comm_;
   torch::Device device_;
   std::string dir_;
+  Heartbeat& heartbeat_;
   BatchPlan plan_;
   GPT model_;
   Optimizer optimizer_;
   DataLoader train_data_, val_data_;
+  DivergenceDetector divergence_;
   TrainerState state_;
   std::unique_ptr<MetricsFile> metrics_;
+  int64_t skipped_steps_ = 0;
+  bool nan_injected_ = false;
 };
 
 }  // namespace
@@ -257,22 +357,31 @@ TrainSummary run_training(const Config& config, const TrainOptions& options) {
   const LaunchInfo launch = detect_launch();
   const std::string run_dir = run_directory(config);
   init_run_logging(launch.rank, config.run.log_level, run_dir);
+  install_stop_handlers();
   const torch::Device device = resolve_device(config.run.device, launch.local_rank);
   configure_host(config.run.cpu_threads, launch.local_size);
   World world(launch, device, std::chrono::milliseconds(static_cast<int64_t>(config.comm.timeout_s * 1000)));
+  Heartbeat heartbeat(run_dir, world.rank(), world.size());
   try {
     const auto flat = to_yaml(config);
     world.check_same_run(fnv1a(flat.data(), flat.size()));
     const auto resume_from = checkpoint_to_resume(config, options, run_dir);
     if (world.rank() == 0) write_file_atomically(run_dir + "/config.yaml", to_yaml(config));
-    Run run(config, world, device, run_dir);
+    Run run(config, world, device, run_dir, heartbeat);
     return run.train(resume_from);
+  } catch (const CommunicationError& e) {
+    // Name the rank that fell behind, then end the job on every rank rather
+    // than leave the others waiting for their own timeouts.
+    spdlog::error("rank {}: {}; {}", world.rank(), e.what(), heartbeat.describe_laggards());
+    world.abort(kExitCommunicationFailure);
+    throw;
+  } catch (const DivergedError& e) {
+    spdlog::error("{}", e.what());
+    throw TrainingStopped(e.what(), kExitDiverged);
   } catch (const std::exception& e) {
-    // The other ranks would wait for this one until their timeout: under
-    // mpirun, end them now, with the reason in this rank's log.
     if (world.size() > 1) {
       spdlog::error("rank {}: {}", world.rank(), e.what());
-      world.abort(1);
+      world.abort(kExitError);
     }
     throw;
   }

@@ -1,6 +1,8 @@
 // Corpora as a stream of documents, whatever the file layout: `.txt` (the
 // whole file is one document) or `.jsonl` (one JSON object per line, its
 // "text" member is a document), each optionally compressed as `.xz` or `.gz`.
+// A JSONL line without a string "text" member is an error, not skipped: a
+// corpus of another schema must not quietly become zero documents.
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,20 @@
+// Named optimizers of the Muon-variants talk (seed 003, its table of 18
+// variants) as the long-hand settings they stand for:
+//   muon_adam  constrained, max, ada_inf  the recipe's Muon + Adam ("Muon")
+//   scion      constrained, max, sign     with shape_factor spectral: Scion's
+//                                         LMO sqrt(d_out/d_in) polar (recipe §7)
+//   muonmax    regularized, hybrid, ada_2
+//   polargrad  regularized, l2, ada_2
+// Add optim.momo.enabled for the "-Momo" rows of the talk.
+#pragma once
+
+#include "trainer/config.h"
+
+namespace muonrun {
+
+// `optim` with the preset's keys set (unchanged for preset "none"). Throws
+// ConfigError when one of those keys was also set long-hand to a value that
+// is neither its default nor the preset's.
+OptimConfig resolve_preset(const OptimConfig& optim);
+
+}  // namespace muonrun

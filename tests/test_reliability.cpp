@@ -1,0 +1,306 @@
+// Runs that fail: divergence policies, checkpoint retention, crashes during
+// checkpoint writes, preemption by signals with exact resume, and ranks that
+// die or hang (MPI and torchrun-style launches).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "tests/pattern_shards.h"
+#include "tests/run_results.h"
+#include "tests/test_helpers.h"
+#include "trainer/checkpoint.h"
+#include "trainer/divergence.h"
+#include "trainer/exit_codes.h"
+#include "trainer/train.h"
+
+extern char** environ;
+
+using namespace muonrun;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+const std::vector<std::string> kTiny = {
+    "model.vocab_size=64", "model.layers=2", "model.heads=2", "model.head_dim=8", "model.dim=16",
+    "model.seq_len=16", "train.micro_batch=2", "train.batch_tokens=64", "train.val_every=0",
+    "train.val_tokens=64", "train.val_loss_target=0", "train.timing_warmup_steps=0",
+    "optim.adam.embed_lr=0.05", "optim.adam.head_lr=0.01", "optim.muon.lr=0.02", "run.log_level=warn"};
+
+// The tiny config, data in `dir`, the run in dir/<run>.
+std::vector<std::string> tiny_overrides(const fs::path& dir, const std::vector<std::string>& extra,
+                                        const std::string& run = "run") {
+  auto out = kTiny;
+  out.push_back("data.train=" + (dir / "train_*.bin").string());
+  out.push_back("data.val=" + (dir / "val_*.bin").string());
+  out.insert(out.end(), extra.begin(), extra.end());
+  out.push_back("run.dir=" + (dir / run).string());
+  return out;
+}
+
+// Three ranks need a global batch divisible by 3 x micro_batch x seq_len.
+const std::vector<std::string> kThreeRanks = {"train.micro_batch=1", "train.batch_tokens=96", "train.val_tokens=96"};
+
+std::string as_set_args(const std::vector<std::string>& overrides) {
+  std::string args;
+  for (const auto& s : overrides) args += " --set " + s;
+  return args;
+}
+
+fs::path prepared_dir(const std::string& name) {
+  auto dir = tests::scratch_dir("reliability_" + name);
+  tests::write_pattern_shards(dir);
+  return dir;
+}
+
+// A shell command started in the background, in its own process group.
+struct Background {
+  pid_t pid;
+  explicit Background(const std::string& command) {
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+    const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
+    if (posix_spawn(&pid, "/bin/sh", nullptr, &attr, const_cast<char**>(argv), environ) != 0)
+      throw std::runtime_error("cannot start " + command);
+    posix_spawnattr_destroy(&attr);
+  }
+  // The exit code, or -1 if it did not end within `timeout` (then killed).
+  int wait(std::chrono::seconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    int status = 0;
+    while (Clock::now() < deadline) {
+      if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    kill(-pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+  }
+};
+
+struct RankBeat {
+  pid_t pid = 0;
+  long long step = -2;
+};
+
+// What trainer/heartbeat.cpp writes: host, pid, step, time.
+RankBeat read_beat(const fs::path& run_dir, int rank) {
+  RankBeat beat;
+  std::string host;
+  double time;
+  std::ifstream(run_dir / "ranks" / ("rank" + std::to_string(rank))) >> host >> beat.pid >> beat.step >> time;
+  return beat;
+}
+
+// Waits until every rank has finished `step`; false on timeout.
+bool wait_for_step(const fs::path& run_dir, int ranks, long long step, std::chrono::seconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    bool all = true;
+    for (int r = 0; r < ranks; ++r) all = all && read_beat(run_dir, r).step >= step;
+    if (all) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+const std::string kEnv = "OMP_WAIT_POLICY=PASSIVE OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ";
+
+}  // namespace
+
+// --- divergence -------------------------------------------------------------
+TEST(Divergence, SpikeZScoreMatchesItsDefinition) {
+  DivergenceDetector detector(3.0, 16);
+  // Alternating 1 and 3: mean 2, population std 1.
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(detector.check(i % 2 ? 3.0 : 1.0, true), "");
+  EXPECT_EQ(detector.check(4.9, true), "");  // z = 2.9
+  DivergenceDetector fresh(3.0, 16);
+  for (int i = 0; i < 16; ++i) fresh.check(i % 2 ? 3.0 : 1.0, true);
+  EXPECT_NE(fresh.check(5.1, true).find("z-score 3.1"), std::string::npos);  // z = 3.1
+  EXPECT_NE(fresh.check(std::nan(""), true).find("nan"), std::string::npos);
+  EXPECT_NE(fresh.check(1.0, false).find("NaN or Inf"), std::string::npos);
+}
+
+TEST(Divergence, InjectedNaNIsSkipped) {
+  auto dir = prepared_dir("skip");
+  auto config = load_config({}, tiny_overrides(dir, {"train.steps=12", "train.on_divergence=skip",
+                                                     "debug.inject_nan_step=5"}));
+  auto summary = run_training(config, {});
+  EXPECT_EQ(summary.steps, 12);
+  EXPECT_EQ(summary.skipped_steps, 1);
+  auto metrics = tests::read_metrics(dir / "run" / "metrics.jsonl");
+  ASSERT_EQ(metrics[5].step, 6);  // no validation at step 0: the first line is step 1
+  ASSERT_TRUE(metrics[5].train_loss.has_value());
+  EXPECT_TRUE(std::isnan(*metrics[5].train_loss)) << "step 6 carries the NaN";
+  for (const auto& [name, t] : tests::final_weights(dir / "run").tensors)
+    EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+}
+
+TEST(Divergence, InjectedNaNRollsBackWithALowerLearningRate) {
+  auto dir = prepared_dir("rollback");
+  auto config = load_config({}, tiny_overrides(dir, {"train.steps=12", "train.on_divergence=rollback",
+                                                     "checkpoint.every=4", "checkpoint.keep_last=5",
+                                                     "debug.inject_nan_step=6"}));
+  auto summary = run_training(config, {});
+  EXPECT_EQ(summary.steps, 12);
+  auto metrics = tests::read_metrics(dir / "run" / "metrics.jsonl");
+  ASSERT_EQ(metrics.size(), 12u);  // steps 1..12, the replayed ones written once
+  for (const auto& m : metrics)
+    if (m.train_loss) EXPECT_TRUE(std::isfinite(*m.train_loss)) << "step " << m.step;
+  auto file = load_safetensors((dir / "run/checkpoints/step_000012/rank0.safetensors").string());
+  EXPECT_EQ(file.metadata.at("lr_scale"), "0.5");
+  EXPECT_EQ(file.metadata.at("rollbacks"), "1");
+}
+
+TEST(Divergence, InjectedNaNStopsWithAReportAndKeepsTheCheckpoint) {
+  auto dir = prepared_dir("stop");
+  auto config = load_config({}, tiny_overrides(dir, {"train.steps=12", "train.on_divergence=stop",
+                                                     "checkpoint.every=4", "debug.inject_nan_step=6"}));
+  try {
+    run_training(config, {});
+    FAIL() << "a NaN did not stop the run";
+  } catch (const TrainingStopped& e) {
+    EXPECT_EQ(e.exit_code, kExitDiverged);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("step 7: the loss is nan"), std::string::npos) << what;
+    EXPECT_NE(what.find("step_000004"), std::string::npos) << what;
+  }
+  EXPECT_EQ(*find_latest_checkpoint((dir / "run").string()), (dir / "run/checkpoints/step_000004").string());
+}
+
+// --- checkpoints ------------------------------------------------------------
+TEST(Checkpoints, KeepTheLastKAndEveryMth) {
+  auto dir = prepared_dir("retention");
+  auto config = load_config({}, tiny_overrides(dir, {"train.steps=10", "checkpoint.every=1",
+                                                     "checkpoint.keep_last=2", "checkpoint.keep_every=4"}));
+  run_training(config, {});
+  std::vector<std::string> kept;
+  for (const auto& e : fs::directory_iterator(dir / "run" / "checkpoints")) kept.push_back(e.path().filename());
+  std::sort(kept.begin(), kept.end());
+  EXPECT_EQ(kept, (std::vector<std::string>{"step_000004", "step_000008", "step_000009", "step_000010"}));
+}
+
+TEST(Checkpoints, IncompleteCheckpointsAreIgnored) {
+  auto dir = prepared_dir("incomplete");
+  auto config = load_config({}, tiny_overrides(dir, {"train.steps=4", "checkpoint.every=2"}));
+  run_training(config, {});
+  const fs::path root = dir / "run" / "checkpoints";
+  // What a crash leaves: a half-assembled directory and one without its marker.
+  fs::create_directories(root / "step_000006.tmp");
+  fs::copy(root / "step_000004", root / "step_000005", fs::copy_options::recursive);
+  fs::remove(root / "step_000005" / "COMPLETE");
+  EXPECT_EQ(*find_latest_checkpoint((dir / "run").string()), (root / "step_000004").string());
+}
+
+TEST(Checkpoints, KillingTheJobDuringWritesNeverCorruptsTheLastCheckpoint) {
+  auto dir = prepared_dir("kill_during_write");
+  // A model large enough that writing takes a visible share of each step.
+  auto overrides = tiny_overrides(dir, {"train.steps=100000", "checkpoint.every=1", "checkpoint.keep_last=2",
+                                        "model.dim=128", "model.heads=4", "model.head_dim=32"});
+  const auto config = load_config({}, overrides);
+  const std::string command = kEnv + MUONRUN_BINARY + " train" + as_set_args(overrides) + " > /dev/null 2>&1";
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    fs::remove(dir / "run" / "ranks" / "rank0");  // wait for this attempt's own progress
+    Background job(command + (attempt > 0 ? " --resume" : ""));
+    ASSERT_TRUE(wait_for_step(dir / "run", 1, 2 + attempt * 2, std::chrono::seconds(60)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(37 * (attempt + 1)));  // land somewhere in a write
+    kill(-job.pid, SIGKILL);
+    job.wait(std::chrono::seconds(10));
+    auto latest = find_latest_checkpoint((dir / "run").string());
+    ASSERT_TRUE(latest) << "attempt " << attempt;
+    GPT model(config.model);
+    Optimizer optimizer(*model, config, nullptr);
+    EXPECT_NO_THROW(load_checkpoint(*latest, model, optimizer)) << *latest;
+  }
+}
+
+// --- preemption -------------------------------------------------------------
+class Preemption : public ::testing::TestWithParam<int> {};
+
+TEST_P(Preemption, SigtermThenResumeEqualsAnUninterruptedRun) {
+  const int ranks = GetParam();
+  auto dir = prepared_dir("sigterm_" + std::to_string(ranks));
+  const auto uninterrupted = tiny_overrides(dir, {"train.steps=300", "train.val_every=100"});
+  const auto preempted = tiny_overrides(dir, {"train.steps=300", "train.val_every=100"}, "preempted");
+  const std::string launcher = ranks == 1 ? "" : "mpirun --oversubscribe --bind-to none -np " + std::to_string(ranks) + " ";
+  const std::string base = kEnv + launcher + MUONRUN_BINARY + " train";
+  ASSERT_EQ(std::system((base + as_set_args(uninterrupted) + " > /dev/null 2>&1").c_str()), 0);
+
+  Background job(base + as_set_args(preempted) + " > " + (dir / "out.txt").string() + " 2>&1");
+  ASSERT_TRUE(wait_for_step(dir / "preempted", ranks, 20, std::chrono::seconds(60)));
+  for (int r = 0; r < ranks; ++r) kill(read_beat(dir / "preempted", r).pid, SIGTERM);  // as Slurm does
+  const int code = job.wait(std::chrono::seconds(60));
+  EXPECT_NE(code, -1) << "the run did not stop after SIGTERM";
+  if (ranks == 1) EXPECT_EQ(code, kExitStoppedBySignal) << read_file(dir / "out.txt");
+  auto stopped = find_latest_checkpoint((dir / "preempted").string());
+  ASSERT_TRUE(stopped);
+  EXPECT_LT(read_beat(dir / "preempted", 0).step, 300);
+
+  ASSERT_EQ(std::system((base + as_set_args(preempted) + " --resume > /dev/null 2>&1").c_str()), 0);
+  auto a = tests::read_metrics(dir / "run" / "metrics.jsonl");
+  auto b = tests::read_metrics(dir / "preempted" / "metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].train_loss, b[i].train_loss) << "step " << a[i].step;
+    EXPECT_EQ(a[i].val_loss, b[i].val_loss) << "step " << a[i].step;
+  }
+  auto wa = tests::final_weights(dir / "run"), wb = tests::final_weights(dir / "preempted");
+  for (const auto& [name, t] : wa.tensors) EXPECT_TRUE(torch::equal(t, wb.tensors.at(name))) << name;
+}
+
+INSTANTIATE_TEST_SUITE_P(WorldSizes, Preemption, ::testing::Values(1, 2));
+
+// --- rank failures ----------------------------------------------------------
+TEST(RankFailure, AHungRankIsNamedAndTheJobEndsWithinTheTimeout) {
+  auto dir = prepared_dir("hang_mpi");
+  auto overrides = tiny_overrides(dir, {"train.steps=100000", "comm.timeout_s=5"});
+  overrides.insert(overrides.end() - 1, kThreeRanks.begin(), kThreeRanks.end());
+  Background job(kEnv + "mpirun --oversubscribe --bind-to none -np 3 " + MUONRUN_BINARY + " train" +
+                 as_set_args(overrides) + " > " + (dir / "out.txt").string() + " 2>&1");
+  ASSERT_TRUE(wait_for_step(dir / "run", 3, 3, std::chrono::seconds(60)));
+  const auto start = Clock::now();
+  kill(read_beat(dir / "run", 1).pid, SIGSTOP);  // rank 1 stops responding
+  const int code = job.wait(std::chrono::seconds(60));
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_NE(code, -1) << "the job hung";
+  EXPECT_NE(code, 0);
+  EXPECT_LT(seconds, 30);
+  const std::string log = read_file(dir / "out.txt") + read_file(dir / "run" / "log_rank0.txt") +
+                          read_file(dir / "run" / "log_rank2.txt");
+  EXPECT_NE(log.find("did not complete within 5 s"), std::string::npos) << log;
+  EXPECT_NE(log.find("rank 1 (pid"), std::string::npos) << log;
+  EXPECT_NE(log.find("stopped responding"), std::string::npos) << log;
+}
+
+TEST(RankFailure, AKilledRankEndsTheTorchrunStyleJob) {
+  auto dir = prepared_dir("kill_gloo");
+  auto overrides = tiny_overrides(dir, {"train.steps=100000", "comm.timeout_s=10"});
+  overrides.insert(overrides.end() - 1, kThreeRanks.begin(), kThreeRanks.end());
+  Background job(kEnv + "bash " + MUONRUN_SOURCE_DIR + "/tests/launch_like_torchrun.sh 3 " + MUONRUN_BINARY +
+                 " train" + as_set_args(overrides) + " > " + (dir / "out.txt").string() + " 2>&1");
+  ASSERT_TRUE(wait_for_step(dir / "run", 3, 3, std::chrono::seconds(60)));
+  const auto start = Clock::now();
+  kill(read_beat(dir / "run", 1).pid, SIGKILL);
+  const int code = job.wait(std::chrono::seconds(60));
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_NE(code, -1) << "the survivors hung";
+  EXPECT_NE(code, 0);
+  EXPECT_LT(seconds, 30);
+  const std::string log = read_file(dir / "out.txt") + read_file(dir / "run" / "log_rank0.txt");
+  EXPECT_NE(log.find("rank 1 (pid"), std::string::npos) << log;
+  EXPECT_NE(log.find("has died"), std::string::npos) << log;
+}
