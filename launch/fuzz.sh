@@ -44,8 +44,8 @@ for target in $targets; do
   # The pinned files first, so that the merge keeps only what adds to them.
   find "$corpus" -maxdepth 1 -type f \( "${PINNED[@]}" \) -exec cp {} "$work/merged/" \;
   cp "$work"/findings/* "$work/merged/" 2>/dev/null || true
-  tests/fuzz/run_fuzzer.sh "$fuzzer" -merge=1 -use_counters=0 -artifact_prefix="$work/merge-crashes/" \
-    "$work/merged" "$corpus" "$work/new" >>"$work/log" 2>&1
+  tests/fuzz/run_fuzzer.sh "$fuzzer" -merge=1 -use_counters=0 \
+    -artifact_prefix="$work/merge-crashes/" "$work/merged" "$corpus" "$work/new" >>"$work/log" 2>&1
   find "$corpus" -maxdepth 1 -type f -delete
   cp "$work"/merged/* "$corpus/"
 

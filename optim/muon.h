@@ -69,8 +69,6 @@ class Muon {
   // (all of them when empty: one process, or replicated Muon).
   Muon(std::vector<NamedParam> params, const MuonConfig& config, std::vector<bool> owned = {});
 
-  bool owns(size_t index) const { return momentum_.count(params_.at(index).name) > 0; }
-
   // One update of owned matrix `index` from `grad` (the mean over ranks).
   void update(size_t index, const torch::Tensor& grad, const MuonStep& hyper);
   // The same in parts (see muon_update), for the steepest-descent variants.

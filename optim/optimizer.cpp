@@ -23,8 +23,7 @@ std::vector<AdamWGroup> adam_groups(const ParamGroups& groups, const OptimConfig
 
 // Rejects combinations that have no meaning (the schema checks each key alone).
 void check_variant(const OptimConfig& optim, const SteepestVariant& variant) {
-  const bool recipe = is_plain(variant) && !variant.stale && !optim.momo.enabled;
-  if (recipe) return;
+  if (is_plain(variant) && !optim.momo.enabled) return;  // the recipe
   if (optim.matrix_optimizer != "muon")
     throw ConfigError("optim.steepest and optim.momo combine Muon with AdamW: they need optim.matrix_optimizer = muon");
   if (!(optim.muon.lr > 0))
@@ -134,7 +133,7 @@ void Optimizer::step(int64_t step, std::optional<double> loss) {
   for (size_t u : bucket_units_) reducer_->wait_bucket(u);
   if (!muon) return adam.step(multiplier);
   const MuonStep hyper = muon->step_hyper(multiplier, step);
-  if (!is_plain(variant_) || variant_.stale || momo_) return variant_step(step, multiplier, hyper, loss);
+  if (!is_plain(variant_) || momo_) return variant_step(step, multiplier, hyper, loss);
   // The recipe: every update is separable, so each matrix is shared as soon
   // as it is updated.
   adam.step(multiplier);
@@ -185,10 +184,27 @@ std::vector<double> Optimizer::sum_over_owners(const std::vector<double>& partia
   return {sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel()};
 }
 
+double Optimizer::momo_model_loss(int64_t step, const MuonStep& hyper, const std::vector<torch::Tensor>& grads,
+                                   std::optional<double> loss) {
+  if (!loss) throw std::invalid_argument("optim.momo needs the step's loss: Optimizer::step(step, loss)");
+  double grad_dot = 0, momentum_dot = 0;  // over this rank's matrices
+  for (size_t k = 0; k < slots_.size(); ++k) {
+    if (!grads[k].defined()) continue;
+    const auto m = static_cast<size_t>(slots_[k].matrix);
+    muon->advance_momentum(m, grads[k], hyper);
+    grad_dot += (grads[k].to(torch::kDouble) * matrices_[m].tensor.to(torch::kDouble)).sum().item<double>();
+    momentum_dot += muon->momentum_dot_weights(m);
+  }
+  const auto sums = sum_over_owners({grad_dot, momentum_dot});
+  const auto [adam_grad_dot, adam_momentum_dot] = adam.momo_inner_products();
+  return momo_->model_loss(*loss, sums[0] + adam_grad_dot,
+                           sums[1] / muon_momentum_mass(step, optim_.muon) + adam_momentum_dot);
+}
+
 // The general step (optim/steepest_descent.h, optim/momo.h): the scales of
 // the blocks may need Momo's model of the loss and the dual norms of all
 // matrices. Those computed on several ranks are summed in the same order on
-// every rank: Momo's inner products, then (unless stale) the dual norms.
+// every rank: Momo's inner products, then the dual norms.
 void Optimizer::variant_step(int64_t step, double multiplier, const MuonStep& hyper, std::optional<double> loss) {
   std::vector<torch::Tensor> grads;
   for (const auto& slot : slots_) grads.push_back(gradient(slot));
@@ -197,37 +213,24 @@ void Optimizer::variant_step(int64_t step, double multiplier, const MuonStep& hy
   for (const auto& group : adam.groups()) lr_ratios.push_back(group.lr / optim_.muon.lr);
   BlockDualNorms norms;
   norms.groups = adam.dual_norms(variant_.backup);
-
-  // Momo's model of the loss at the current weights, before anything moves.
-  double model_loss = 0;
-  if (momo_) {
-    if (!loss) throw std::invalid_argument("optim.momo needs the step's loss: Optimizer::step(step, loss)");
-    double grad_dot = 0, momentum_dot = 0;  // over this rank's matrices
-    for (size_t k = 0; k < slots_.size(); ++k) {
-      if (!grads[k].defined()) continue;
-      const auto m = static_cast<size_t>(slots_[k].matrix);
-      muon->advance_momentum(m, grads[k], hyper);
-      grad_dot += (grads[k].to(torch::kDouble) * matrices_[m].tensor.to(torch::kDouble)).sum().item<double>();
-      momentum_dot += muon->momentum_dot_weights(m);
-    }
-    const auto sums = sum_over_owners({grad_dot, momentum_dot});
-    const auto [adam_grad_dot, adam_momentum_dot] = adam.momo_inner_products();
-    model_loss = momo_->model_loss(*loss, sums[0] + adam_grad_dot,
-                                   sums[1] / muon_momentum_mass(step, optim_.muon) + adam_momentum_dot);
-  }
-  auto scales_for = [&](const BlockDualNorms& n) {
-    const double N = total_dual_norm(variant_, n, lr_ratios);
-    const double fraction = momo_ ? momo_step_fraction(model_loss, momo_->f_star(), hyper.lr, N, variant_.mode) : 1.0;
-    spdlog::debug("step {}: dual norm {:.4g} (matrices: sum {:.4g}), momo model loss {:.4g}, step fraction {:.4g}",
-                  step, N, n.matrix_sum, model_loss, fraction);
-    return step_scales(variant_, n, lr_ratios, fraction);
-  };
-
+  // Momo's model of the loss at the current weights, before anything moves
+  // (it advances the matrices' momenta).
+  const double model_loss = momo_ ? momo_model_loss(step, hyper, grads, loss) : 0.0;
   // With the matrices' sums known beforehand (not needed, or stale), each
   // matrix is updated and shared as soon as its LMO is known; otherwise the
   // LMOs are kept until the sums of this step are in.
   const bool needs_matrix_sums = momo_ || !matrices_separable(variant_);
   const bool wait_for_sums = needs_matrix_sums && !(variant_.stale && stale_norms_);
+  auto scales_for = [&](const BlockDualNorms& n) {
+    const double N = total_dual_norm(variant_, n, lr_ratios);
+    const double fraction = momo_ ? momo_step_fraction(model_loss, momo_->f_star(), hyper.lr, N, variant_.mode) : 1.0;
+    spdlog::debug("step {}: dual norms: groups {:.4g}, matrices sum {:.4g}{}; total {:.4g}; momo model loss {:.4g}, "
+                  "step fraction {:.4g}",
+                  step, fmt::join(n.groups, " "), n.matrix_sum, needs_matrix_sums ? "" : " (not needed)", N,
+                  model_loss, fraction);
+    return step_scales(variant_, n, lr_ratios, fraction);
+  };
+
   StepScales scales;
   if (!wait_for_sums) {
     if (stale_norms_) std::tie(norms.matrix_sum, norms.matrix_sum_sq) = *stale_norms_;
@@ -256,7 +259,7 @@ void Optimizer::variant_step(int64_t step, double multiplier, const MuonStep& hy
     if (!wait_for_sums) start_sharing(slots_[k], gathers);
   }
   const auto sums = needs_matrix_sums ? sum_over_owners({sum, sum_sq}) : std::vector<double>{sum, sum_sq};
-  if (variant_.stale) stale_norms_ = {sums[0], sums[1]};
+  if (variant_.stale && needs_matrix_sums) stale_norms_ = {sums[0], sums[1]};
   if (wait_for_sums) {
     norms.matrix_sum = sums[0];
     norms.matrix_sum_sq = sums[1];

@@ -91,6 +91,10 @@ class Optimizer {
   std::vector<double> sum_over_owners(const std::vector<double>& partial);
   // Every variant but the recipe's (see the top of optim/steepest_descent.h).
   void variant_step(int64_t step, double lr_multiplier, const MuonStep& hyper, std::optional<double> loss);
+  // Momo's model f~ of the loss at the current weights; advances the
+  // momentum of this rank's matrices from `grads` (one per slot).
+  double momo_model_loss(int64_t step, const MuonStep& hyper, const std::vector<torch::Tensor>& grads,
+                         std::optional<double> loss);
 
   OptimConfig optim_;  // with the preset resolved
   SteepestVariant variant_;

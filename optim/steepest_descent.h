@@ -4,7 +4,9 @@
 // The parameters form blocks: each hidden matrix l, and each AdamW group g
 // (embedding, head, scalars) as one vector. Every block has a norm whose
 // linear minimisation oracle (LMO, the unit vector d with the largest <m, d>)
-// and dual norm n = <m, d> are cheap, m being the block's momentum:
+// and dual norm n = <m, d> are cheap, m being the block's momentum (Muon's
+// Nesterov input U for a matrix; AdamW's m and v, bias-corrected when that is
+// on, for a group):
 //   matrix   ||W|| = ||W||_{2->2} / s     d = s polar(m)     n = s ||m||_nuc
 //            (s: Muon's shape factor, so the recipe's Muon is this LMO)
 //   ada_inf  ||x|| = ||(sqrt(v)+eps)/|m| . x||_inf   d = m / (sqrt(v)+eps)      n = <m, d>
@@ -27,11 +29,14 @@
 //   max     k_l = f            k_g = f
 //   l2      k_l = f n_l / N    k_g = f n_g / N
 //   hybrid  k_l = f S / N      k_g = f n_g / N
-// which gives the talk's formulas: constrained max is the recipe's Muon +
-// Adam (all k = 1); regularized max is W_l -= lr (sum_j ||M_j||_nuc) polar(M_l);
-// l2 constrained scales layer l by ||M_l||_nuc / sqrt(sum_j ||M_j||_nuc^2);
-// l2 regularized by ||M_l||_nuc; hybrid regularized (MuonMax) by sum_j
-// ||M_j||_nuc. Momo multiplies every k by one step fraction (optim/momo.h).
+// which gives the talk's formulas ("Outer Norm Examples", "Incorporating
+// Non-Matrix Parameters", "A New Algorithm"; its sums over layers are S and Q
+// here, its N gains the groups' terms): constrained max is the recipe's
+// Muon + Adam (all k = 1); regularized max is W_l -= lr (sum_j ||M_j||_nuc)
+// polar(M_l); l2 constrained scales layer l by ||M_l||_nuc / sqrt(sum_j
+// ||M_j||_nuc^2); l2 regularized by ||M_l||_nuc; hybrid regularized
+// (MuonMax) by sum_j ||M_j||_nuc, with its non-matrix step lr_g m/(sqrt(v)+eps).
+// Momo multiplies every k by one step fraction (optim/momo.h).
 //
 // Choice where the talk is ambiguous: its MuonMax slide moves the non-matrix
 // parameters by m / sqrt(sqrt(v)+eps), which is not the steepest step of the
@@ -60,7 +65,8 @@ struct SteepestVariant {
 // From the config's strings (checked by the schema).
 SteepestVariant steepest_variant(const SteepestConfig& config);
 
-// The recipe's Muon + Adam: every scale is 1 and no dual norm is needed.
+// The recipe's Muon + Adam: every scale is 1 and no dual norm is needed
+// (stale dual norms change nothing).
 bool is_plain(const SteepestVariant& variant);
 // Whether a matrix's scale k_l needs no sum over other matrices, so it can be
 // applied as soon as its LMO is known (before Momo).

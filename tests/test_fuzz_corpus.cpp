@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,11 @@ std::string read_bytes(const fs::path& path) {
 class FuzzCorpus : public testing::TestWithParam<Target> {};
 
 }  // namespace
+
+namespace muonrun::fuzz {
+// Test names and failures show the target's name, not its bytes.
+void PrintTo(const Target& target, std::ostream* out) { *out << target.name; }
+}  // namespace muonrun::fuzz
 
 TEST_P(FuzzCorpus, EveryFileIsAcceptedOrRefusedWithItsDocumentedError) {
   const std::vector<fs::path> files = corpus_files(GetParam());

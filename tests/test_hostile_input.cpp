@@ -86,7 +86,7 @@ TEST(HostileConfig, DeeplyNestedYaml) {
   EXPECT_TRUE(names(yaml_error("deep.yaml", "model: " + std::string(100000, '[')), "deep.yaml",
                     "nesting deeper than"));
   std::string blocks;
-  for (int depth = 0; depth < 2000; ++depth) blocks += std::string(depth, ' ') + "a:\n";
+  for (int depth = 0; depth < 600; ++depth) blocks += std::string(depth, ' ') + "a:\n";
   EXPECT_TRUE(names(yaml_error("deep_blocks.yaml", blocks), "deep_blocks.yaml",
                     "nesting deeper than"));
 }
@@ -195,8 +195,8 @@ TEST(HostileShard, TokenOutsideTheModelsVocabulary) {
   DataLoader loader((dir / "train_*.bin").string(), 1, 8, 0, 1, 50257);
   std::vector<int64_t> batch(9);
   loader.next_batch(batch.data());  // tokens 0..8
-  EXPECT_TRUE(names(error_of([&] { loader.next_batch(batch.data()); }),
-                    (dir / "train_000000.bin").string(),
+  const std::string error = error_of([&] { loader.next_batch(batch.data()); });
+  EXPECT_TRUE(names(error, (dir / "train_000000.bin").string(),
                     "token 50257 at token 13 is outside the model's vocabulary (vocab_size 50257)"));
 }
 
@@ -332,7 +332,7 @@ fs::path write_checkpoint(const std::string& name, int64_t dim = 16) {
   tiny.optimizer.step(0);
   TrainerState state;
   state.step = 1;
-  save_checkpoint(run_dir.string(), tiny.config, tiny.model, tiny.optimizer, state, 1, nullptr);
+  save_checkpoint(run_dir.string(), tiny.config, tiny.model, tiny.optimizer, state, nullptr);
   return run_dir / "checkpoints" / "step_000001";
 }
 

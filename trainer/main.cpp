@@ -102,7 +102,8 @@ int main(int argc, char** argv) {
   SweepOptions sweep;
   auto* sweep_cmd = app.add_subcommand("sweep", "run a grid of training runs from a sweep file, then tabulate and plot");
   sweep_cmd->add_option("file", sweep.file, "sweep YAML (see configs/ablations/)")->required()->check(CLI::ExistingFile);
-  sweep_cmd->add_option("--out", sweep.out_dir, "output directory (default: runs/sweeps/<name>)");
+  sweep_cmd->add_option("--out", sweep.out_dir, "directory of the runs (default: runs/sweeps/<name>)");
+  sweep_cmd->add_option("--report-dir", sweep.report_dir, "results.md, results.csv and plots/ (default: --out)");
   sweep_cmd->add_option("--launcher", sweep.launcher, "prefix of each train command, e.g. \"mpirun -np 2\"");
   sweep_cmd->add_flag("--report-only", sweep.report_only, "run nothing: tables and plots from the runs there");
 

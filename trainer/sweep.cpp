@@ -4,11 +4,13 @@
 #include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
 
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cctype>
 #include <chrono>
-#include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 
 #include "trainer/atomic_file.h"
 #include "trainer/metrics.h"
@@ -178,8 +180,9 @@ void run_sweep(const SweepOptions& options) {
     statuses.push_back(code == 0 ? "ok" : fmt::format("failed (exit {}, see {})", code, log_file.string()));
     spdlog::info("[{}/{}] {}: {} in {:.0f} s", i + 1, runs.size(), run.id, statuses.back(), seconds);
   }
-  write_sweep_report(plan, runs, statuses, out_dir);
-  spdlog::info("sweep {}: {}/results.md, results.csv and plots/", plan.name, out_dir);
+  const std::string report_dir = options.report_dir.empty() ? out_dir : options.report_dir;
+  write_sweep_report(plan, runs, statuses, report_dir);
+  spdlog::info("sweep {}: {}/results.md, results.csv and plots/", plan.name, report_dir);
 }
 
 }  // namespace muonrun

@@ -58,7 +58,8 @@ std::vector<SweepRun> expand_sweep(const SweepPlan& plan, const std::string& out
 
 struct SweepOptions {
   std::string file;
-  std::string out_dir;   // default runs/sweeps/<name>
+  std::string out_dir;   // run directories; default runs/sweeps/<name>
+  std::string report_dir;  // results.md, results.csv, plots/; default out_dir
   std::string launcher;  // prefix of each train command, e.g. "mpirun -np 2"
   bool report_only = false;  // no runs: tables and plots from what is there
 };

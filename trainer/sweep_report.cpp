@@ -153,7 +153,8 @@ std::vector<std::pair<double, double>> as_points(const std::vector<std::pair<int
 }  // namespace
 
 void write_sweep_report(const SweepPlan& plan, const std::vector<SweepRun>& runs,
-                        const std::vector<std::string>& statuses, const std::string& out_dir) {
+                        const std::vector<std::string>& statuses, const std::string& report_dir) {
+  fs::create_directories(report_dir);
   std::vector<Outcome> outcomes;
   for (size_t i = 0; i < runs.size(); ++i) outcomes.push_back(outcome_of(runs[i], statuses[i]));
   // variant -> lr multiplier -> its seeds
@@ -175,7 +176,7 @@ void write_sweep_report(const SweepPlan& plan, const std::vector<SweepRun>& runs
                        c.optim.adam.scalar_lr, c.optim.adam.matrix_lr, o.status, o.val_loss, o.train_loss,
                        o.step_avg_ms, c.run.dir);
   }
-  write_file_atomically(out_dir + "/results.csv", csv);
+  write_file_atomically(report_dir + "/results.csv", csv);
 
   // results.md: the best multiplier of each variant, then the grid.
   const Config& first = runs.front().config;
@@ -219,10 +220,10 @@ void write_sweep_report(const SweepPlan& plan, const std::vector<SweepRun>& runs
   for (const auto& o : outcomes)
     if (!o.complete()) failures += fmt::format("- `{}`: {}\n", o.run->id, o.status);
   if (!failures.empty()) md += "\n## Runs that did not finish\n\n" + failures;
-  write_file_atomically(out_dir + "/results.md", md);
+  write_file_atomically(report_dir + "/results.md", md);
 
   // Plots: loss curves of each variant at its best multiplier, and lr sensitivity.
-  const fs::path plots = fs::path(out_dir) / "plots";
+  const fs::path plots = fs::path(report_dir) / "plots";
   fs::create_directories(plots / "data");
   std::vector<Series> val_series, train_series, lr_series;
   for (size_t v = 0; v < plan.variants.size(); ++v) {

@@ -18,8 +18,8 @@
 
 namespace muonrun {
 
-// `statuses[i]`: how runs[i] ended ("ok", or why not).
+// `statuses[i]`: how runs[i] ended ("ok", or why not). Writes into `report_dir`.
 void write_sweep_report(const SweepPlan& plan, const std::vector<SweepRun>& runs,
-                        const std::vector<std::string>& statuses, const std::string& out_dir);
+                        const std::vector<std::string>& statuses, const std::string& report_dir);
 
 }  // namespace muonrun
