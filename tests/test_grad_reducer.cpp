@@ -9,6 +9,7 @@
 
 #include "comm/grad_reducer.h"
 #include "models/gpt.h"
+#include "tests/tiny_model.h"
 
 using namespace muonrun;
 
@@ -43,17 +44,6 @@ class LoopbackCommunicator : public Communicator {
   }
 };
 
-ModelConfig tiny() {
-  ModelConfig c;
-  c.vocab_size = 50;
-  c.layers = 2;
-  c.heads = 2;
-  c.head_dim = 8;
-  c.dim = 16;
-  c.seq_len = 8;
-  return c;
-}
-
 std::vector<int> all_indices(size_t n) {
   std::vector<int> v(n);
   for (size_t i = 0; i < n; ++i) v[i] = static_cast<int>(n - 1 - i);
@@ -69,7 +59,7 @@ void backward_once(GPT& model) {
 
 TEST(GradientReducer, HooksFireOncePerParameterAndUnitsStartDuringBackward) {
   torch::manual_seed(0);
-  GPT model(tiny());
+  GPT model(tests::tiny_model_config());
   auto params = model->parameters();
   LoopbackCommunicator comm;
   auto units = plan_buckets(params, all_indices(params.size()), 4096);  // several small buckets
@@ -93,7 +83,7 @@ TEST(GradientReducer, HooksFireOncePerParameterAndUnitsStartDuringBackward) {
 
 TEST(GradientReducer, OnlyTheLastMicroStepCommunicates) {
   torch::manual_seed(1);
-  GPT model(tiny());
+  GPT model(tests::tiny_model_config());
   auto params = model->parameters();
   LoopbackCommunicator comm;
   GradientReducer reducer(comm, params, plan_buckets(params, all_indices(params.size()), 1 << 20));

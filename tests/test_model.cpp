@@ -6,23 +6,15 @@
 #include <cmath>
 
 #include "models/gpt.h"
+#include "tests/tiny_model.h"
 #include "models/torch_compat.h"
 
 using namespace muonrun;
 
 namespace {
 
-ModelConfig tiny_config() {
-  ModelConfig c;
-  c.vocab_size = 300;
-  c.vocab_multiple = 128;
-  c.layers = 4;
-  c.heads = 2;
-  c.head_dim = 8;
-  c.dim = 16;
-  c.seq_len = 12;
-  return c;
-}
+// Vocabulary 300 pads to 384: the padded logits are exercised.
+ModelConfig tiny_config() { return tests::tiny_model_config(4, 300, 12); }
 
 // Zero-initialised projections and head make a fresh model's outputs trivially
 // constant; tests of information flow need every weight non-zero.

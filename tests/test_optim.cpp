@@ -12,6 +12,7 @@
 #include "optim/optimizer.h"
 #include "optim/param_groups.h"
 #include "optim/schedule.h"
+#include "tests/tiny_model.h"
 
 using namespace muonrun;
 
@@ -207,13 +208,7 @@ TEST(ParamGroups, RecipeSplit) {
 }
 
 TEST(Optimizer, StateRoundTripsByName) {
-  ModelConfig c;
-  c.layers = 2;
-  c.dim = 16;
-  c.heads = 2;
-  c.head_dim = 8;
-  c.vocab_size = 50;
-  GPT model(c);
+  GPT model(tests::tiny_model_config());
   Config config;
   config.train.steps = 10;
   Optimizer opt(*model, config, nullptr);

@@ -25,32 +25,14 @@ class Parser {
   // Scans a top-level object for a string member, parsing only what it must.
   bool string_member(std::string_view key, std::string& out) {
     skip_space();
-    expect('{');
-    skip_space();
+    if (peek() != '{') fail("expected '{'");
     bool found = false;
-    if (peek() == '}') {
-      ++pos_;
-    } else {
-      while (true) {
-        skip_space();
-        if (peek() != '"') fail("expected a member name");
-        std::string name = string_literal();
-        skip_space();
-        expect(':');
-        skip_space();
-        if (!found && name == key) {
-          if (peek() != '"') fail("member \"" + std::string(key) + "\" is not a string");
-          out = string_literal();
-          found = true;
-        } else {
-          value(1);
-        }
-        skip_space();
-        if (peek() == ',') { ++pos_; continue; }
-        expect('}');
-        break;
-      }
-    }
+    members([&](std::string name) {
+      if (found || name != key) return static_cast<void>(value(1));
+      if (peek() != '"') fail("member \"" + std::string(key) + "\" is not a string");
+      out = string_literal();
+      found = true;
+    });
     skip_space();
     if (pos_ != text_.size()) fail("unexpected data after the JSON value");
     return found;
@@ -100,6 +82,13 @@ class Parser {
 
   void object(Value& v, int depth) {
     v.kind = Value::Kind::Object;
+    members([&](std::string name) { v.object.emplace_back(std::move(name), value(depth + 1)); });
+  }
+
+  // Walks an object from its '{' to past its '}', calling on_member(name)
+  // with the position at each member's value, which on_member must consume.
+  template <typename OnMember>
+  void members(OnMember on_member) {
     ++pos_;
     skip_space();
     if (peek() == '}') { ++pos_; return; }
@@ -110,7 +99,7 @@ class Parser {
       skip_space();
       expect(':');
       skip_space();
-      v.object.emplace_back(std::move(name), value(depth + 1));
+      on_member(std::move(name));
       skip_space();
       if (peek() == ',') { ++pos_; continue; }
       expect('}');
