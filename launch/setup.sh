@@ -3,6 +3,7 @@
 #
 #   launch/setup.sh            # install missing packages, configure, build into build/
 #   BUILD_DIR=b launch/setup.sh
+#   FUZZ=1 launch/setup.sh     # also clang and the libFuzzer targets, into build-fuzz/
 #
 # Works on a fresh Debian 12 / Ubuntu machine (installs packages with apt,
 # LibTorch 1.13 CPU from Debian) and on machines where everything is already
@@ -13,6 +14,8 @@ cd "$(dirname "$0")/.."
 
 BUILD_DIR=${BUILD_DIR:-build}
 BUILD_TYPE=${BUILD_TYPE:-Release}
+FUZZ=${FUZZ:-0}
+FUZZ_BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 
 # Debian package -> a file that proves it is installed.
 declare -A NEEDED=(
@@ -32,6 +35,12 @@ declare -A NEEDED=(
   [xz-utils]=/usr/bin/xz
   [python3-regex]=/usr/lib/python3/dist-packages/regex
 )
+
+# The fuzzers need Debian's clang and its libFuzzer runtime.
+if [ "$FUZZ" = 1 ]; then
+  NEEDED[clang-14]=/usr/bin/clang++-14
+  NEEDED[libclang-rt-14-dev]=/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
+fi
 
 # LibTorch: the Python torch package if it brings one (GPU machines), else Debian's.
 TORCH_PREFIX=""
@@ -74,3 +83,13 @@ cmake "${cmake_args[@]}" > "$BUILD_DIR/configure.log" 2>&1 || { cat "$BUILD_DIR/
 grep 'muonrun:' "$BUILD_DIR/configure.log" || true
 cmake --build "$BUILD_DIR"
 echo "setup: built $BUILD_DIR/trainer/muonrun"
+
+# The fuzz targets: clang with sanitizers, no LibTorch (tests/fuzz/).
+if [ "$FUZZ" = 1 ]; then
+  mkdir -p "$FUZZ_BUILD_DIR"
+  cmake -S . -B "$FUZZ_BUILD_DIR" -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 -DMUONRUN_FUZZ=ON \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMUONRUN_FUZZ_SMOKE_SECONDS="${FUZZ_SECONDS:-10}" \
+    > "$FUZZ_BUILD_DIR/configure.log" 2>&1 || { cat "$FUZZ_BUILD_DIR/configure.log"; exit 1; }
+  cmake --build "$FUZZ_BUILD_DIR"
+  echo "setup: built the fuzzers in $FUZZ_BUILD_DIR/tests/fuzz/"
+fi

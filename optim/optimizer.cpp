@@ -91,7 +91,6 @@ Optimizer::Optimizer(const torch::nn::Module& model, const Config& config, Commu
   if (use_muon) muon = std::make_unique<Muon>(matrices_, optim_.muon, owned);
   if (!owner)
     for (size_t i = 0; i < matrices_.size(); ++i) slots_.push_back({0, static_cast<int>(i)});
-  if (!is_plain(variant_) || momo_) spdlog::info("optimizer: {}", describe());
   if (!comm) return;
 
   // Gradient units: buckets for everything all-reduced, shards for owned matrices.

@@ -323,6 +323,7 @@ class Run {
                  dir_, params, world_.size(), launcher_name(world_.launch().launcher),
                  comm_ ? ", " + comm_->name() : std::string(), device_.str(), config_.train.steps,
                  config_.train.batch_tokens, world_.size(), plan_.micro_batch, plan_.seq_len, plan_.accumulation);
+    spdlog::info("optimizer: {}", optimizer_.describe());
     if (const auto* plan = optimizer_.ownership()) {
       const auto [lo, hi] = std::minmax_element(plan->flops_per_rank.begin(), plan->flops_per_rank.end());
       spdlog::info("muon: {} matrices in {} shards; Newton-Schulz GFLOP per rank per step: max {:.2f}, min {:.2f}",
