@@ -279,8 +279,9 @@ void Optimizer::variant_step(int64_t step, double multiplier, const MuonStep& hy
 std::string Optimizer::describe() const {
   if (!muon) return "adamw";
   const auto& s = optim_.steepest;
-  std::string out = "muon (polar " + optim_.muon.polar + ", shape " + optim_.muon.shape_factor + ") + adamw; " +
-                    s.mode + ", outer norm " + s.outer_norm + ", backup norm " + s.backup_norm;
+  std::string out = "muon (polar " + optim_.muon.polar + ", shape " + optim_.muon.shape_factor + ") + adamw";
+  if (is_plain(variant_) && !momo_) return out;
+  out += "; steepest descent " + s.mode + ", outer norm " + s.outer_norm + ", backup norm " + s.backup_norm;
   if (s.stale_dual_norms) out += ", stale dual norms";
   if (momo_) out += fmt::format(", momo (f* = {}, beta = {})", optim_.momo.f_star, optim_.momo.beta);
   return out;

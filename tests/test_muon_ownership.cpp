@@ -33,7 +33,9 @@ void expect_valid(const std::vector<MatrixShape>& matrices, int world, const Muo
       seen.insert(m);
       EXPECT_EQ(plan.owner[m], r);
       const int64_t n = matrices[m].rows * matrices[m].cols;
-      if (numel >= 0) EXPECT_EQ(n, numel) << "a shard mixes sizes";
+      if (numel >= 0) {
+        EXPECT_EQ(n, numel) << "a shard mixes sizes";
+      }
       numel = n;
     }
     EXPECT_GE(numel, 0) << "a shard of padding only";

@@ -18,12 +18,6 @@ using namespace muonrun;
 
 namespace {
 
-// The polar factor U V^T of a float64 matrix, from its SVD.
-torch::Tensor polar(const torch::Tensor& G) {
-  auto [U, S, Vh] = torch::linalg_svd(G.to(torch::kDouble), /*full_matrices=*/false);
-  return torch::matmul(U, Vh);
-}
-
 torch::Tensor singular_values(const torch::Tensor& X) {
   return torch::linalg_svdvals(X.to(torch::kDouble));
 }

@@ -125,7 +125,8 @@ class Run {
     }
     log_start();
 
-    TrainSummary summary{dir_};
+    TrainSummary summary;
+    summary.run_dir = dir_;
     StepMetrics pending = metrics_of_step(state_.step);  // written once validation is decided
     if (!std::isnan(state_.last_train_loss)) pending.train_loss = state_.last_train_loss;
     for (int64_t step = state_.step;; ++step) {
