@@ -72,6 +72,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
   if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"; }; then
     echo "setup: could not install: ${missing[*]} (no network or no apt?). Install them and run again." >&2
+    if [ "$FUZZ" = 1 ]; then echo "setup: FUZZ=0 skips the fuzzers and their clang." >&2; fi
     exit 1
   fi
 fi

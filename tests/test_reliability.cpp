@@ -123,6 +123,17 @@ const std::string kEnv = "OMP_WAIT_POLICY=PASSIVE OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_
 }  // namespace
 
 // --- divergence -------------------------------------------------------------
+// Every exit code of the README's table, command line included: CLI11's own
+// codes (105, 109, ...) would tell a job script nothing.
+TEST(ExitCodes, BadCommandLinesExitWithTheErrorCode) {
+  const std::string binary = MUONRUN_BINARY;
+  for (const std::string args : {"train --bogus", "train -c /nonexistent.yaml", "sample --checkpoint /nonexistent",
+                                 "frobnicate"}) {
+    EXPECT_EQ(Background(binary + " " + args + " 2>/dev/null").wait(std::chrono::seconds(30)), kExitError) << args;
+  }
+  EXPECT_EQ(Background(binary + " --help >/dev/null").wait(std::chrono::seconds(30)), kExitOk);
+}
+
 TEST(Divergence, SpikeZScoreMatchesItsDefinition) {
   DivergenceDetector detector(3.0, 16);
   // Alternating 1 and 3: mean 2, population std 1.
@@ -159,8 +170,11 @@ TEST(Divergence, InjectedNaNRollsBackWithALowerLearningRate) {
   EXPECT_EQ(summary.steps, 12);
   auto metrics = tests::read_metrics(dir / "run" / "metrics.jsonl");
   ASSERT_EQ(metrics.size(), 12u);  // steps 1..12, the replayed ones written once
-  for (const auto& m : metrics)
-    if (m.train_loss) EXPECT_TRUE(std::isfinite(*m.train_loss)) << "step " << m.step;
+  for (const auto& m : metrics) {
+    if (m.train_loss) {
+      EXPECT_TRUE(std::isfinite(*m.train_loss)) << "step " << m.step;
+    }
+  }
   auto file = load_safetensors((dir / "run/checkpoints/step_000012/rank0.safetensors").string());
   EXPECT_EQ(file.metadata.at("lr_scale"), "0.5");
   EXPECT_EQ(file.metadata.at("rollbacks"), "1");
@@ -245,7 +259,9 @@ TEST_P(Preemption, SigtermThenResumeEqualsAnUninterruptedRun) {
   for (int r = 0; r < ranks; ++r) kill(read_beat(dir / "preempted", r).pid, SIGTERM);  // as Slurm does
   const int code = job.wait(std::chrono::seconds(60));
   EXPECT_NE(code, -1) << "the run did not stop after SIGTERM";
-  if (ranks == 1) EXPECT_EQ(code, kExitStoppedBySignal) << read_file(dir / "out.txt");
+  if (ranks == 1) {
+    EXPECT_EQ(code, kExitStoppedBySignal) << read_file(dir / "out.txt");
+  }
   auto stopped = find_latest_checkpoint((dir / "preempted").string());
   ASSERT_TRUE(stopped);
   EXPECT_LT(read_beat(dir / "preempted", 0).step, 300);

@@ -110,7 +110,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help prints and succeeds; every other command-line error is bad input.
+    return app.exit(e) == 0 ? kExitOk : kExitError;
   }
   try {
     init_console_logging(log_level);
