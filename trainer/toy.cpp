@@ -46,30 +46,43 @@ class Batches {
   torch::Tensor order_;
 };
 
-// Notes §5.3.1: X ~ N(0, 1), W* ~ N(0, 1/d) (so XW* has unit variance),
-// noise of output j ~ N(0, sigma_j^2) with sigma_j evenly spaced in [0.1, 1].
-class LinearRegression : public ToyProblem {
+// A problem with samples X and targets: a minibatch loss and a full loss
+// from the same `of`.
+class SupervisedProblem : public ToyProblem {
  public:
-  explicit LinearRegression(int64_t steps) : batches_(steps) {
-    X_ = torch::randn({kSamples, kFeatures});
-    auto W_star = torch::randn({kOutputs, kFeatures}) / std::sqrt(double(kFeatures));
-    Y_ = X_.mm(W_star.t()) + torch::randn({kSamples, kOutputs}) * torch::linspace(0.1, 1.0, kOutputs);
-    W_ = register_parameter("W", torch::randn({kOutputs, kFeatures}) / std::sqrt(double(kFeatures)));
-  }
+  explicit SupervisedProblem(int64_t steps) : batches_(steps) {}
   torch::Tensor loss(int64_t step) override {
     const auto idx = batches_.indices(step);
-    return of(X_.index_select(0, idx), Y_.index_select(0, idx));
+    return of(X_.index_select(0, idx), targets_.index_select(0, idx));
   }
-  torch::Tensor full_loss() override { return of(X_, Y_); }
+  torch::Tensor full_loss() override { return of(X_, targets_); }
+
+ protected:
+  virtual torch::Tensor of(const torch::Tensor& X, const torch::Tensor& targets) const = 0;
+  torch::Tensor X_, targets_;
+
+ private:
+  Batches batches_;
+};
+
+// Notes §5.3.1: X ~ N(0, 1), W* ~ N(0, 1/d) (so XW* has unit variance),
+// noise of output j ~ N(0, sigma_j^2) with sigma_j evenly spaced in [0.1, 1].
+class LinearRegression : public SupervisedProblem {
+ public:
+  explicit LinearRegression(int64_t steps) : SupervisedProblem(steps) {
+    X_ = torch::randn({kSamples, kFeatures});
+    auto W_star = torch::randn({kOutputs, kFeatures}) / std::sqrt(double(kFeatures));
+    targets_ = X_.mm(W_star.t()) + torch::randn({kSamples, kOutputs}) * torch::linspace(0.1, 1.0, kOutputs);
+    W_ = register_parameter("W", torch::randn({kOutputs, kFeatures}) / std::sqrt(double(kFeatures)));
+  }
 
  private:
   // ||Y - X W^T||_F^2 per sample (the notes' sum, divided by the batch so
   // that the lr does not depend on it).
-  torch::Tensor of(const torch::Tensor& X, const torch::Tensor& Y) const {
+  torch::Tensor of(const torch::Tensor& X, const torch::Tensor& Y) const override {
     return (Y - X.mm(W_.t())).pow(2).sum() / X.size(0);
   }
-  Batches batches_;
-  torch::Tensor X_, Y_, W_;
+  torch::Tensor W_;
 };
 
 // Notes §5.3.2: q(W) = tr(W^T Q W) / 2 with Q symmetric positive definite:
@@ -103,51 +116,42 @@ Labels classification_data() {
 
 // Softmax regression with the notes' (d+1) x K weights: X gains a column of
 // ones for the bias.
-class SoftmaxRegression : public ToyProblem {
+class SoftmaxRegression : public SupervisedProblem {
  public:
-  explicit SoftmaxRegression(int64_t steps) : batches_(steps) {
+  explicit SoftmaxRegression(int64_t steps) : SupervisedProblem(steps) {
     auto data = classification_data();
     X_ = torch::cat({data.X, torch::ones({kSamples, 1})}, 1);
-    y_ = data.y;
+    targets_ = data.y;
     W_ = register_parameter("W", torch::randn({kOutputs, kFeatures + 1}) / std::sqrt(double(kFeatures + 1)));
   }
-  torch::Tensor loss(int64_t step) override {
-    const auto idx = batches_.indices(step);
-    return torch::cross_entropy_loss(X_.index_select(0, idx).mm(W_.t()), y_.index_select(0, idx));
-  }
-  torch::Tensor full_loss() override { return torch::cross_entropy_loss(X_.mm(W_.t()), y_); }
 
  private:
-  Batches batches_;
-  torch::Tensor X_, y_, W_;
+  torch::Tensor of(const torch::Tensor& X, const torch::Tensor& y) const override {
+    return torch::cross_entropy_loss(X.mm(W_.t()), y);
+  }
+  torch::Tensor W_;
 };
 
 // Notes §5.3.4 (no details given): one hidden ReLU layer, He-initialised,
 // with biases, on the softmax problem's data.
-class SmallMlp : public ToyProblem {
+class SmallMlp : public SupervisedProblem {
  public:
-  explicit SmallMlp(int64_t steps) : batches_(steps) {
+  explicit SmallMlp(int64_t steps) : SupervisedProblem(steps) {
     auto data = classification_data();
     X_ = data.X;
-    y_ = data.y;
+    targets_ = data.y;
     W1_ = register_parameter("W1", torch::randn({kHidden, kFeatures}) * std::sqrt(2.0 / kFeatures));
     b1_ = register_parameter("b1", torch::zeros({kHidden}));
     W2_ = register_parameter("W2", torch::randn({kOutputs, kHidden}) / std::sqrt(double(kHidden)));
     b2_ = register_parameter("b2", torch::zeros({kOutputs}));
   }
-  torch::Tensor loss(int64_t step) override {
-    const auto idx = batches_.indices(step);
-    return of(X_.index_select(0, idx), y_.index_select(0, idx));
-  }
-  torch::Tensor full_loss() override { return of(X_, y_); }
 
  private:
-  torch::Tensor of(const torch::Tensor& X, const torch::Tensor& y) const {
+  torch::Tensor of(const torch::Tensor& X, const torch::Tensor& y) const override {
     auto hidden = torch::relu(torch::addmm(b1_, X, W1_.t()));
     return torch::cross_entropy_loss(torch::addmm(b2_, hidden, W2_.t()), y);
   }
-  Batches batches_;
-  torch::Tensor X_, y_, W1_, b1_, W2_, b2_;
+  torch::Tensor W1_, b1_, W2_, b2_;
 };
 
 std::shared_ptr<ToyProblem> make_problem(const std::string& name, int64_t steps) {
