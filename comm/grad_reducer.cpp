@@ -4,7 +4,7 @@
 #include <numeric>
 #include <stdexcept>
 
-#include "models/torch_compat.h"
+#include "comm/gradient_hook.h"
 
 namespace muonrun {
 
@@ -54,7 +54,7 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<torch::Tensor> 
 
   pending_.resize(units_.size());
   for (size_t p = 0; p < params_.size(); ++p)
-    accumulators_.push_back(compat::on_gradient_ready(params_[p], [this, p] { mark_ready(static_cast<int>(p)); }));
+    accumulators_.push_back(on_gradient_ready(params_[p], [this, p] { mark_ready(static_cast<int>(p)); }));
 }
 
 void GradientReducer::begin_backward(bool communicate) {

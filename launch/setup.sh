@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # Sets muonrun up and builds it; safe to run again (it only does what is missing).
 #
-#   launch/setup.sh            # install missing packages, configure, build into build/
-#   BUILD_DIR=b launch/setup.sh
-#   FUZZ=1 launch/setup.sh     # also clang and the libFuzzer targets, into build-fuzz/
+#   launch/setup.sh              # packages, Python torch, the CPU build in build/
+#   CUDA=1 launch/setup.sh       # the CUDA build (sm_90a, NCCL) in build-cuda/
+#   FUZZ=1 launch/setup.sh       # also clang and the libFuzzer targets, in build-fuzz/
+#   BUILD_DIR=b BUILD_TYPE=Debug launch/setup.sh
 #
-# Works on a fresh Debian 12 / Ubuntu machine (installs packages with apt,
-# LibTorch 1.13 CPU from Debian) and on machines where everything is already
-# installed and there is no network (LibTorch then comes from the Python torch
-# package, e.g. 2.x with CUDA; CUDA and NCCL switch on by themselves).
+# LibTorch is the one of the Python `torch` package, pinned to 2.11.0 (the GPU
+# machine's version), in a virtual environment of the checkout (.venv, with
+# numpy, tiktoken and safetensors for the tests' references). Where the
+# `python3` on PATH already has torch 2.11 (the GPU machine: no network) it is
+# used as it is and nothing is installed. An unzipped LibTorch distribution
+# can be built against instead: Torch_DIR=/path/libtorch/share/cmake/Torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BUILD_DIR=${BUILD_DIR:-build}
-BUILD_TYPE=${BUILD_TYPE:-Release}
+CUDA=${CUDA:-0}
 FUZZ=${FUZZ:-0}
+if [ "$CUDA" = 1 ]; then BUILD_DIR=${BUILD_DIR:-build-cuda}; else BUILD_DIR=${BUILD_DIR:-build}; fi
+BUILD_TYPE=${BUILD_TYPE:-Release}
 FUZZ_BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
+TORCH_VERSION=2.11.0
+PIP_PACKAGES=("torch==$TORCH_VERSION" numpy tiktoken safetensors)
 
 # Debian package -> a file that proves it is installed.
 declare -A NEEDED=(
@@ -33,52 +39,84 @@ declare -A NEEDED=(
   [liblzma-dev]=/usr/include/lzma.h
   [zlib1g-dev]=/usr/include/zlib.h
   [xz-utils]=/usr/bin/xz
-  [python3-regex]=/usr/lib/python3/dist-packages/regex
 )
-
-# The fuzzers need Debian's clang and its libFuzzer runtime.
-if [ "$FUZZ" = 1 ]; then
+# Gloo lives inside LibTorch, but the pip package has no Gloo headers: c10d's
+# ProcessGroupGloo.hpp compiles against Debian's (CPU ranks under torchrun or
+# Slurm without MPI). GPU ranks use NCCL, so the CUDA build goes without.
+if [ "$CUDA" != 1 ]; then NEEDED[libgloo-dev]=/usr/include/gloo/rendezvous/store.h; fi
+if [ "$FUZZ" = 1 ]; then  # Debian's clang and its libFuzzer runtime
   NEEDED[clang-14]=/usr/bin/clang++-14
   NEEDED[libclang-rt-14-dev]=/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
 fi
-
-# LibTorch: the Python torch package if it brings one (GPU machines), else Debian's.
-TORCH_PREFIX=""
-if python3 -c 'import torch' 2>/dev/null; then
-  TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
-  echo "setup: LibTorch from the Python torch package: $TORCH_PREFIX"
-else
-  NEEDED[libtorch-dev]=/usr/include/torch/csrc/api/include/torch/torch.h
-  # Headers of the Gloo library that Debian's LibTorch was built with (CPU
-  # collectives for runs launched by torchrun or Slurm without MPI).
-  NEEDED[libgloo-dev]=/usr/include/gloo/rendezvous/store.h
-  # Without OpenBLAS, LibTorch's fp32 matmul falls back to reference BLAS (~15x slower).
-  NEEDED[libopenblas0-pthread]=/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3
-fi
-# A Python regex module from pip serves the tokenizer test as well as Debian's.
-if python3 -c 'import regex' 2>/dev/null; then unset 'NEEDED[python3-regex]'; fi
 # Tools that may live outside /usr/bin (e.g. cmake and ninja from pip).
 for tool in cmake:cmake ninja:ninja-build; do
   if command -v "${tool%%:*}" >/dev/null; then unset "NEEDED[${tool#*:}]"; fi
 done
+
+# The Python that brings LibTorch: the checkout's .venv, or a python3 that
+# already has torch 2.11, or a new .venv.
+has_torch() { "$1" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('$TORCH_VERSION') else 1)" 2>/dev/null; }
+PYTHON=""
+if [ -x .venv/bin/python ] && has_torch .venv/bin/python; then
+  PYTHON=$PWD/.venv/bin/python
+elif command -v python3 >/dev/null && has_torch python3; then
+  PYTHON=$(python3 -c 'import sys; print(sys.executable)')
+else
+  NEEDED[python3]=/usr/bin/python3
+  # Debian's python3 makes virtual environments only with python3-venv.
+  if ! python3 -c 'import ensurepip' 2>/dev/null; then NEEDED[python3-venv]=/usr/share/doc/python3-venv; fi
+fi
 
 missing=()
 for pkg in "${!NEEDED[@]}"; do
   [ -e "${NEEDED[$pkg]}" ] || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
+  echo "setup: apt: installing ${missing[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"; }; then
+  mkdir -p "$BUILD_DIR"
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+           --no-install-recommends "${missing[@]}"; } > "$BUILD_DIR/apt.log" 2>&1; then
+    tail -20 "$BUILD_DIR/apt.log" >&2
     echo "setup: could not install: ${missing[*]} (no network or no apt?). Install them and run again." >&2
     if [ "$FUZZ" = 1 ]; then echo "setup: FUZZ=0 skips the fuzzers and their clang." >&2; fi
     exit 1
   fi
+  echo "setup: apt: done (log in $BUILD_DIR/apt.log)"
 fi
 
-cmake_args=(-S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE")
-[ -n "$TORCH_PREFIX" ] && cmake_args+=(-DCMAKE_PREFIX_PATH="$TORCH_PREFIX")
+if [ -z "$PYTHON" ]; then
+  echo "setup: pip: ${PIP_PACKAGES[*]} into .venv"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  mkdir -p "$BUILD_DIR"
+  if ! .venv/bin/pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}" > "$BUILD_DIR/pip.log" 2>&1; then
+    tail -20 "$BUILD_DIR/pip.log" >&2
+    echo "setup: pip could not install ${PIP_PACKAGES[*]} (no network?)" >&2
+    exit 1
+  fi
+  PYTHON=$PWD/.venv/bin/python
+  echo "setup: pip: done"
+fi
+echo "setup: Python $PYTHON, torch $("$PYTHON" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)')"
+
+if [ -n "${Torch_DIR:-}" ]; then
+  TORCH_PREFIX=$Torch_DIR
+  echo "setup: LibTorch from Torch_DIR=$Torch_DIR"
+else
+  TORCH_PREFIX=$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)')
+fi
+
+cmake_args=(-S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE"
+            -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DMUONRUN_PYTHON="$PYTHON")
+if [ "$CUDA" = 1 ]; then
+  NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+  # TORCH_CUDA_ARCH_LIST keeps LibTorch's CMake from adding every architecture.
+  export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0a}
+  cmake_args+=(-DMUONRUN_CUDA=ON -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90a}")
+else
+  cmake_args+=(-DMUONRUN_CUDA=OFF)
+fi
 mkdir -p "$BUILD_DIR"
 cmake "${cmake_args[@]}" > "$BUILD_DIR/configure.log" 2>&1 || { cat "$BUILD_DIR/configure.log"; exit 1; }
 grep 'muonrun:' "$BUILD_DIR/configure.log" || true
