@@ -57,6 +57,8 @@ LaunchInfo detect_launch() {
     info.size = env_int("OMPI_COMM_WORLD_SIZE", 1, true);
     info.local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0);
     info.local_size = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
+    // Optional: the address where rank 0 opens the store of NCCL runs.
+    if (const char* addr = env("MASTER_ADDR")) info.master_addr = addr;
     return info;
   }
   if (env("RANK") && env("WORLD_SIZE")) {

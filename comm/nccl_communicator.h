@@ -1,18 +1,15 @@
-// Collectives on CUDA tensors with NCCL (CUDA builds only).
-//
-// Collectives run on a stream of their own. Before each one the
-// communication stream waits for an event recorded on the caller's current
-// stream (so it sees the finished gradients); Work::wait() makes the caller's
-// stream wait for the collective's event. Neither blocks the host, so
-// backward keeps queueing kernels while gradients travel.
-//
-// A watchdog thread polls NCCL for asynchronous errors and checks that every
-// collective finishes within the timeout; otherwise it aborts the NCCL
-// communicator (which releases every wait on it) and ends the process with a
-// message, instead of letting the job hang on a dead or stuck rank.
+// GPU collectives through LibTorch's c10d ProcessGroupNCCL (CUDA builds
+// only). Its watchdog enforces comm.timeout_s on every collective and, by
+// c10d's default (TORCH_NCCL_ASYNC_ERROR_HANDLING=3), aborts the
+// communicator and ends the process when one times out or NCCL reports an
+// error, instead of letting the job hang on a dead or stuck rank.
+// Collectives run on c10d's NCCL stream for the device, which first waits for
+// the caller's current stream; Work::wait() makes the caller's stream wait in
+// turn. Neither blocks the host.
 #pragma once
 
 #include <torch/csrc/distributed/c10d/Store.hpp>
+#include <torch/torch.h>
 
 #include <chrono>
 #include <memory>
@@ -21,12 +18,9 @@
 
 namespace muonrun {
 
-// The NCCL unique id travels through MPI (mpirun) ...
-std::unique_ptr<Communicator> make_nccl_communicator_mpi(int rank, int size, const torch::Device& device,
-                                                         std::chrono::milliseconds timeout);
-// ... or through the c10d store (torchrun, srun).
-std::unique_ptr<Communicator> make_nccl_communicator_store(const c10::intrusive_ptr<c10d::Store>& store,
-                                                           int rank, int size, const torch::Device& device,
-                                                           std::chrono::milliseconds timeout);
+// `device` is this rank's GPU, already made the current device.
+std::unique_ptr<Communicator> make_nccl_communicator(c10::intrusive_ptr<c10d::Store> store, int rank, int size,
+                                                     const torch::Device& device,
+                                                     std::chrono::milliseconds timeout);
 
 }  // namespace muonrun

@@ -4,6 +4,9 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <unistd.h>
+
+#include <array>
 #include <fstream>
 #include <stdexcept>
 
@@ -28,6 +31,39 @@ c10::intrusive_ptr<c10d::Store> connect_store(const LaunchInfo& launch, std::chr
   auto tcp = c10::make_intrusive<c10d::TCPStore>(launch.master_addr, options);
   return c10::make_intrusive<c10d::PrefixStore>(launch.store_prefix, tcp);
 }
+
+#ifdef MUONRUN_WITH_CUDA
+// Under mpirun, c10d's NCCL backend still needs a store: rank 0 opens a
+// TCPStore on a free port of MASTER_ADDR (default: its host name) and MPI
+// tells the others where it is.
+c10::intrusive_ptr<c10d::Store> store_over_mpi(const LaunchInfo& launch, std::chrono::milliseconds timeout) {
+  std::array<char, 256> host{};
+  c10d::TCPStoreOptions options;
+  options.timeout = timeout;
+  c10::intrusive_ptr<c10d::TCPStore> tcp;
+  int port = 0;
+  if (launch.rank == 0) {
+    std::string addr = launch.master_addr;
+    if (addr.empty()) {
+      gethostname(host.data(), host.size() - 1);
+      addr = host.data();
+    }
+    std::snprintf(host.data(), host.size(), "%s", addr.c_str());
+    options.port = 0;  // the system picks a free port
+    options.isServer = true;
+    options.waitWorkers = false;
+    tcp = c10::make_intrusive<c10d::TCPStore>(addr, options);
+    port = tcp->getPort();
+  }
+  MPI_Bcast(host.data(), static_cast<int>(host.size()), MPI_CHAR, 0, MPI_COMM_WORLD);
+  MPI_Bcast(&port, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (launch.rank != 0) {
+    options.port = static_cast<uint16_t>(port);
+    tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host.data()), options);
+  }
+  return tcp;
+}
+#endif  // MUONRUN_WITH_CUDA
 
 uint64_t executable_hash() {
   std::ifstream in("/proc/self/exe", std::ios::binary);
@@ -69,16 +105,16 @@ World::World(const LaunchInfo& launch, const torch::Device& device, std::chrono:
 
   if (device.is_cuda()) {
 #ifdef MUONRUN_WITH_CUDA
-    comm_ = launch.launcher == Launcher::Mpi ? make_nccl_communicator_mpi(launch.rank, launch.size, device, timeout)
-                                             : make_nccl_communicator_store(store, launch.rank, launch.size, device, timeout);
+    if (!store) store = store_over_mpi(launch, timeout);
+    comm_ = make_nccl_communicator(store, launch.rank, launch.size, device, timeout);
 #else
-    throw std::runtime_error("CUDA device requested, but muonrun was built without CUDA/NCCL");
+    throw std::runtime_error("CUDA device requested, but muonrun was built without CUDA (MUONRUN_CUDA=OFF)");
 #endif
   } else if (launch.launcher == Launcher::Mpi) {
     comm_ = std::make_unique<MpiCommunicator>(timeout);
   } else {
 #ifdef MUONRUN_WITH_GLOO
-    comm_ = std::make_unique<GlooCommunicator>(store, launch.rank, launch.size, timeout);
+    comm_ = make_gloo_communicator(store, launch.rank, launch.size, timeout);
 #else
     throw std::runtime_error(std::string("CPU training under ") + launcher_name(launch.launcher) +
                              " needs Gloo, and muonrun was built without its headers: launch with mpirun");

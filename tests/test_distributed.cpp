@@ -1,5 +1,5 @@
-// Data-parallel training on the CPU: N ranks launched by mpirun, or by hand
-// with the variables torchrun sets, train exactly what one rank trains with
+// Data-parallel training on the CPU: N ranks launched by mpirun, by the real
+// torchrun or with the variables srun sets, train exactly what one rank trains with
 // the same global batch, for AdamW only, replicated Muon and owner Muon, and
 // for steepest-descent variants with Momo in owner mode.
 #include <gtest/gtest.h>
@@ -145,18 +145,24 @@ TEST(Distributed, NegativeControlAnotherLearningRateIsNoticed) {
   EXPECT_GT(worst, 3 * kWeightTolerance);
 }
 
-TEST(Distributed, TorchrunStyleLaunchMatchesMpirun) {
+TEST(Distributed, TorchrunLaunchMatchesMpirun) {
+  if (std::string(MUONRUN_TORCHRUN).empty()) GTEST_SKIP() << "no torchrun (configure with -DMUONRUN_PYTHON)";
   const fs::path dir = tests::scratch_dir("distributed_torchrun");
   tests::write_pattern_shards(dir);
   const std::string binary = MUONRUN_BINARY;
   const fs::path reference = dir / "mpi";
   run_command(std::string(kEnv) + "mpirun --oversubscribe --bind-to none -np 3 " + binary + " train" +
               tiny_run_args(dir, reference, ""));
-  // The variables torchrun --nproc-per-node 3 --no-python would set.
+  // The real torchrun: its agent hosts the TCPStore and watches the ranks.
   const fs::path run = dir / "torchrun";
-  run_command(std::string(kEnv) + "bash " + MUONRUN_SOURCE_DIR + "/tests/launch_like_torchrun.sh 3 " + binary +
+  run_command(std::string(kEnv) + MUONRUN_TORCHRUN + " --standalone --nproc-per-node 3 --no-python " + binary +
               " train" + tiny_run_args(dir, run, ""));
-  expect_same_run(reference, run, "torchrun-style launch");
+  expect_same_run(reference, run, "torchrun launch");
+  // And the variables srun gives: rank 0 hosts the TCPStore itself.
+  const fs::path srun = dir / "srun";
+  run_command(std::string(kEnv) + "bash " + MUONRUN_SOURCE_DIR + "/tests/launch_like_srun.sh 3 " + binary +
+              " train" + tiny_run_args(dir, srun, ""));
+  expect_same_run(reference, srun, "srun-style launch");
 }
 
 TEST(Distributed, RanksWithDifferentConfigsFailTogether) {

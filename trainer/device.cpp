@@ -1,5 +1,6 @@
 #include "trainer/device.h"
 
+#include <ATen/DeviceAccelerator.h>
 #include <malloc.h>
 
 #include <algorithm>
@@ -18,7 +19,12 @@ torch::Device resolve_device(const std::string& setting, int local_rank) {
     throw std::runtime_error("local rank " + std::to_string(local_rank) + " needs GPU " +
                              std::to_string(local_rank) + " but only " + std::to_string(count) +
                              " are visible (check CUDA_VISIBLE_DEVICES and ranks per node)");
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+  // This rank's GPU becomes the current device of the process, so that every
+  // stream, event and context (c10d's watchdog thread included) is taken on
+  // it rather than on GPU 0.
+  const auto index = static_cast<c10::DeviceIndex>(local_rank);
+  at::accelerator::setDeviceIndex(index);
+  return torch::Device(torch::kCUDA, index);
 }
 
 void configure_host(int64_t threads, int ranks_on_node) {
