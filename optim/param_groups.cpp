@@ -1,13 +1,8 @@
 #include "optim/param_groups.h"
 
+#include "trainer/strings.h"
+
 namespace muonrun {
-namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-}  // namespace
 
 ParamGroups group_parameters(const torch::nn::Module& model) {
   ParamGroups groups;

@@ -1,5 +1,6 @@
 // Config: precedence of files and --set, and every kind of error message.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -149,4 +150,181 @@ TEST(Config, FlattenNamesEveryKeyOnce) {
   for (auto& [k, v] : entries) EXPECT_TRUE(keys.insert(k).second) << k;
   EXPECT_TRUE(keys.count("optim.muon.lr"));
   EXPECT_TRUE(keys.count("model.layers"));
+}
+
+// ---------------------------------------------------------------------------
+// Keys given twice, base configs, choices
+// ---------------------------------------------------------------------------
+
+namespace {
+
+// A fresh directory for config files that name each other, inside one of
+// this process (other build trees run this suite too), removed at exit.
+fs::path config_dir(const std::string& name) {
+  struct Root {
+    fs::path path = fs::temp_directory_path() / ("muonrun_test_config_" + std::to_string(::getpid()));
+    ~Root() {
+      std::error_code ignored;
+      fs::remove_all(path, ignored);
+    }
+  };
+  static Root root;
+  const fs::path dir = root.path / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::string write_in(const fs::path& dir, const std::string& name, const std::string& text) {
+  const fs::path path = dir / name;
+  fs::create_directories(path.parent_path());
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+}  // namespace
+
+// yaml-cpp keeps both entries and a lookup finds the first: without the check
+// the second value would be silently ignored.
+TEST(Config, KeyGivenTwiceNamesTheKeyPathAndBothLines) {
+  const fs::path dir = config_dir("twice");
+  auto f = write_in(dir, "a.yaml",
+                    "run:\n  name: x\noptim:\n  muon:\n    lr: 0.01\n    momentum: 0.9\n    lr: 0.02\n");
+  std::string e = error_of([&] { load_config({f}, {}); });
+  EXPECT_NE(e.find("a.yaml:7: key 'optim.muon.lr' given twice (first at line 5)"), std::string::npos) << e;
+
+  f = write_in(dir, "section.yaml", "model:\n  layers: 4\ntrain:\n  steps: 3\nmodel:\n  dim: 64\n");
+  e = error_of([&] { load_config({f}, {}); });
+  EXPECT_NE(e.find("section.yaml:5: key 'model' given twice (first at line 1)"), std::string::npos) << e;
+
+  f = write_in(dir, "quoted.yaml", "model:\n  \"layers\": 4\n  layers: 5\n");
+  e = error_of([&] { load_config({f}, {}); });
+  EXPECT_NE(e.find("quoted.yaml:3: key 'model.layers' given twice (first at line 2)"), std::string::npos) << e;
+}
+
+TEST(Config, KeyGivenTwiceInAFlowMapping) {
+  const fs::path dir = config_dir("twice_flow");
+  auto f = write_in(dir, "flow.yaml", "optim: {muon: {lr: 0.01, momentum: 0.9, lr: 0.02}}\n");
+  std::string e = error_of([&] { load_config({f}, {}); });
+  EXPECT_NE(e.find("flow.yaml:1: key 'optim.muon.lr' given twice (first at line 1)"), std::string::npos) << e;
+
+  f = write_in(dir, "lines.yaml", "model: {layers: 4,\n        dim: 64,\n        layers: 5}\n");
+  e = error_of([&] { load_config({f}, {}); });
+  EXPECT_NE(e.find("lines.yaml:3: key 'model.layers' given twice (first at line 1)"), std::string::npos) << e;
+
+  e = error_of([] { load_config({}, {"optim.muon={lr: 0.01, lr: 0.02}"}); });
+  EXPECT_NE(e.find("--set optim.muon={lr: 0.01, lr: 0.02}: key 'optim.muon.lr' given twice"), std::string::npos)
+      << e;
+}
+
+TEST(Config, SameKeyInDifferentSectionsOrFilesIsNoDuplicate) {
+  const fs::path dir = config_dir("not_twice");
+  auto f = write_in(dir, "a.yaml",
+                    "optim:\n  adam: {weight_decay: 0.1}\n  muon:\n    weight_decay: 0.2\nmodel: {layers: 4}\n");
+  auto g = write_in(dir, "b.yaml", "model: {layers: 5}\n");
+  Config c = load_config({f, g}, {"model.layers=6"});
+  EXPECT_DOUBLE_EQ(c.optim.adam.weight_decay, 0.1);
+  EXPECT_DOUBLE_EQ(c.optim.muon.weight_decay, 0.2);
+  EXPECT_EQ(c.model.layers, 6);
+}
+
+TEST(Config, BaseConfigIsAppliedFirstRelativeToTheFileNamingIt) {
+  const fs::path dir = config_dir("base");
+  write_in(dir, "common/root.yaml", "model:\n  layers: 3\n  dim: 96\n  heads: 3\nrun:\n  name: root\n");
+  write_in(dir, "common/mid.yaml", "base: root.yaml\nmodel:\n  dim: 128\n");
+  const auto child = write_in(dir, "configs/child.yaml", "# a variant\nbase: ../common/mid.yaml\nrun: {name: child}\n");
+  const auto later = write_in(dir, "later.yaml", "model: {heads: 4}\n");
+  // Relative to the including file, not to the working directory.
+  const fs::path cwd = fs::current_path();
+  fs::current_path(fs::temp_directory_path());
+  Config c = load_config({child, later}, {"model.layers=5"});
+  fs::current_path(cwd);
+  EXPECT_EQ(c.run.name, "child");   // the file wins over its base ...
+  EXPECT_EQ(c.model.dim, 128);      // ... which wins over its own base
+  EXPECT_EQ(c.model.heads, 4);      // a later -c file wins over all of them
+  EXPECT_EQ(c.model.layers, 5);     // and --set over every file
+  // The effective config holds no `base`, and reads back the same.
+  EXPECT_EQ(("\n" + to_yaml(c)).find("\nbase:"), std::string::npos);
+  Config d;
+  apply_yaml(d, to_yaml(c), "printed");
+  EXPECT_EQ(flatten(c), flatten(d));
+}
+
+TEST(Config, BaseConfigErrorsNameTheFiles) {
+  const fs::path dir = config_dir("base_errors");
+  auto f = write_in(dir, "missing.yaml", "run: {name: x}\nbase: nowhere.yaml\n");
+  std::string e = error_of([&] { load_config({f}, {}); });
+  EXPECT_NE(e.find("missing.yaml:2: base: "), std::string::npos) << e;
+  EXPECT_NE(e.find((dir / "nowhere.yaml").string() + ": cannot open config file"), std::string::npos) << e;
+
+  write_in(dir, "bad_base.yaml", "model:\n  layers: 0\n");
+  f = write_in(dir, "uses_bad.yaml", "base: bad_base.yaml\n");
+  e = error_of([&] { load_config({f}, {}); });
+  EXPECT_NE(e.find("uses_bad.yaml:1: base: "), std::string::npos) << e;
+  EXPECT_NE(e.find("bad_base.yaml:2: model.layers: 0 is out of range"), std::string::npos) << e;
+
+  f = write_in(dir, "list.yaml", "base: [a.yaml, b.yaml]\n");
+  e = error_of([&] { load_config({f}, {}); });
+  EXPECT_NE(e.find("list.yaml:1: base: expected the path of a config file"), std::string::npos) << e;
+
+  f = write_in(dir, "twice.yaml", "base: a.yaml\nbase: b.yaml\n");
+  e = error_of([&] { load_config({f}, {}); });
+  EXPECT_NE(e.find("twice.yaml:2: key 'base' given twice (first at line 1)"), std::string::npos) << e;
+
+  // Only at the top level of a file, not inside a section nor in --set.
+  f = write_in(dir, "nested.yaml", "model:\n  base: a.yaml\n");
+  e = error_of([&] { load_config({f}, {}); });
+  EXPECT_NE(e.find("nested.yaml:2: unknown key 'model.base'"), std::string::npos) << e;
+  e = error_of([] { load_config({}, {"base=a.yaml"}); });
+  EXPECT_NE(e.find("--set base=a.yaml: unknown key 'base'"), std::string::npos) << e;
+}
+
+TEST(Config, BaseConfigThatLeadsBackIsRefused) {
+  const fs::path dir = config_dir("base_cycle");
+  auto self = write_in(dir, "self.yaml", "base: ./self.yaml\n");
+  std::string e = error_of([&] { load_config({self}, {}); });
+  EXPECT_NE(e.find("self.yaml:1: base: './self.yaml' leads back to a file being read: " + self + " -> " + self),
+            std::string::npos)
+      << e;
+
+  const auto a = write_in(dir, "a.yaml", "base: sub/b.yaml\n");
+  const auto b = write_in(dir, "sub/b.yaml", "base: ../a.yaml\n");
+  e = error_of([&] { load_config({a}, {}); });
+  EXPECT_NE(e.find("b.yaml:1: base: '../a.yaml' leads back to a file being read: " + a + " -> " + b + " -> " + a),
+            std::string::npos)
+      << e;
+
+  // One file read twice, as a base and on its own, is no cycle.
+  const auto leaf = write_in(dir, "leaf.yaml", "model: {layers: 3}\n");
+  const auto top = write_in(dir, "top.yaml", "base: leaf.yaml\n");
+  EXPECT_EQ(load_config({top, top, leaf}, {}).model.layers, 3);
+}
+
+TEST(Config, Speedrun1GpuIsTheSpeedrunConfigUnderAnotherName) {
+  const std::string configs = std::string(MUONRUN_SOURCE_DIR) + "/configs/";
+  auto eight = flatten(load_config({configs + "speedrun.yaml"}, {}));
+  auto one = flatten(load_config({configs + "speedrun-1gpu.yaml"}, {}));
+  ASSERT_EQ(one.size(), eight.size());
+  for (size_t i = 0; i < one.size(); ++i) {
+    if (one[i].first == "run.name") {
+      EXPECT_EQ(one[i].second, "speedrun-1gpu");
+      EXPECT_EQ(eight[i].second, "speedrun");
+    } else {
+      EXPECT_EQ(one[i], eight[i]);
+    }
+  }
+}
+
+TEST(Config, ChoiceInAFileNamesTheKeyTheValueAndTheAllowedValues) {
+  const fs::path dir = config_dir("choice");
+  auto f = write_in(dir, "choice.yaml", "optim:\n  muon:\n    polar: newton\n");
+  std::string e = error_of([&] { load_config({f}, {}); });
+  EXPECT_NE(e.find("choice.yaml:3: optim.muon.polar: 'newton' is not one of quintic | polar_express | svd"),
+            std::string::npos)
+      << e;
+  e = error_of([] { load_config({}, {"train.on_divergence=retry"}); });
+  EXPECT_NE(e.find("--set train.on_divergence=retry: train.on_divergence: 'retry' is not one of "
+                   "skip | rollback | stop"),
+            std::string::npos)
+      << e;
 }

@@ -7,7 +7,9 @@
 #include <map>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <string_view>
 
 #include "models/safetensors.h"
 #include "trainer/atomic_file.h"
@@ -18,19 +20,35 @@ namespace {
 
 constexpr const char* kMarker = "COMPLETE";
 
+// At least six digits (step_000040), more past step 999,999 (step_1234567).
 std::string step_name(int64_t step) { return fmt::format("step_{:06d}", step); }
 
-// Checkpoint directories under run_dir/checkpoints with their step, oldest first.
+// The step of a checkpoint directory named step_<digits> (any number of
+// them, as step_name() writes past 999,999), or nothing for other names:
+// step_<n>.tmp being assembled, or a step no int64 holds.
+std::optional<int64_t> step_of(const std::string& name) {
+  constexpr std::string_view prefix = "step_";
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  int64_t step = 0;
+  for (size_t i = prefix.size(); i < name.size(); ++i) {
+    const char c = name[i];
+    if (c < '0' || c > '9') return std::nullopt;
+    if (step > (std::numeric_limits<int64_t>::max() - (c - '0')) / 10) return std::nullopt;
+    step = step * 10 + (c - '0');
+  }
+  return step;
+}
+
+// Checkpoint directories under run_dir/checkpoints with their step, oldest
+// first (by step, not by name: step_999999 comes before step_1000000).
 std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string& run_dir) {
   std::vector<std::pair<int64_t, fs::path>> found;
   fs::path root = fs::path(run_dir) / "checkpoints";
   if (!fs::is_directory(root)) return found;
   for (const auto& entry : fs::directory_iterator(root)) {
-    const std::string name = entry.path().filename().string();
-    if (!entry.is_directory() || name.rfind("step_", 0) != 0 || name.size() != 11) continue;
-    if (!std::all_of(name.begin() + 5, name.end(), ::isdigit)) continue;
-    if (!fs::exists(entry.path() / kMarker)) continue;
-    found.emplace_back(std::stoll(name.substr(5)), entry.path());
+    const auto step = step_of(entry.path().filename().string());
+    if (!step || !entry.is_directory() || !fs::exists(entry.path() / kMarker)) continue;
+    found.emplace_back(*step, entry.path());
   }
   std::sort(found.begin(), found.end());
   return found;

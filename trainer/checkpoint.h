@@ -1,6 +1,6 @@
 // Checkpoints: everything a run needs to continue exactly where it stopped.
 //
-// <run_dir>/checkpoints/step_000123/
+// <run_dir>/checkpoints/step_000123/   (six digits or more: step_1234567)
 //   model.safetensors     the weights (fp32), names as in models/gpt.h
 //   rank<r>.safetensors   optimizer state held by rank r, its RNG state, and
 //                         in its metadata the step, loader position and timing

@@ -218,6 +218,7 @@ class Applier {
   Applier(const YAML::Node& root, std::string source, bool with_lines)
       : source_(std::move(source)), with_lines_(with_lines) {
     nodes_.push_back(root);
+    if (root.IsMap()) check_duplicates(root, "");
   }
 
   void section(const char* key, const std::function<void()>& children) {
@@ -226,6 +227,7 @@ class Applier {
     std::string path = join_path(path_, key);
     if (node.IsNull()) return;  // `optim:` with nothing under it
     if (!node.IsMap()) fail(node, path, "expected a mapping of keys");
+    check_duplicates(node, path);
     enter(node, key);
     children();
     leave();
@@ -277,17 +279,54 @@ class Applier {
     fail(node, path, "'" + parsed + "' is not one of " + listed);
   }
 
+  // A top-level key outside the schema (`base`) that finish() accepts; the
+  // caller handles its value.
+  YAML::Node extra_key(const char* key) {
+    extra_keys_.push_back(key);
+    return find(nodes_.front(), key);
+  }
+
   // Call after visiting the schema: rejects keys the schema does not know.
-  void finish() { check_unknown(nodes_.front(), ""); }
+  void finish() {
+    for (const auto& key : extra_keys_) known_[""].push_back(key);
+    check_unknown(nodes_.front(), "");
+  }
+
+  [[noreturn]] void fail(const YAML::Node& node, const std::string& path,
+                         const std::string& what) const {
+    std::string where = source_;
+    if (with_lines_ && !node.Mark().is_null()) where += ":" + std::to_string(node.Mark().line + 1);
+    throw ConfigError(where + ": " + (path.empty() ? what : path + ": " + what));
+  }
 
  private:
-  YAML::Node lookup(const char* key) {
-    known_[path_].push_back(key);
-    const YAML::Node& parent = nodes_.back();
-    if (!parent.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
-    for (auto it = parent.begin(); it != parent.end(); ++it)
+  // The value of `key` in `map` (the first, but check_duplicates() makes sure
+  // there is only one).
+  static YAML::Node find(const YAML::Node& map, const char* key) {
+    if (!map.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    for (auto it = map.begin(); it != map.end(); ++it)
       if (it->first.IsScalar() && it->first.Scalar() == key) return it->second;
     return YAML::Node(YAML::NodeType::Undefined);
+  }
+
+  YAML::Node lookup(const char* key) {
+    known_[path_].push_back(key);
+    return find(nodes_.back(), key);
+  }
+
+  // yaml-cpp keeps every entry of a mapping, block or flow, and lookups find
+  // the first, so a key given twice would silently keep its first value.
+  void check_duplicates(const YAML::Node& map, const std::string& path) const {
+    std::map<std::string, YAML::Mark> first_mark;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      if (!it->first.IsScalar()) continue;  // check_unknown() refuses those
+      const auto [first, inserted] = first_mark.emplace(it->first.Scalar(), it->first.Mark());
+      if (inserted) continue;
+      std::string what = "key '" + join_path(path, it->first.Scalar()) + "' given twice";
+      if (with_lines_ && !first->second.is_null())
+        what += " (first at line " + std::to_string(first->second.line + 1) + ")";
+      fail(it->first, "", what);
+    }
   }
 
   void enter(const YAML::Node& node, const char* key) {
@@ -342,18 +381,12 @@ class Applier {
     return out;
   }
 
-  [[noreturn]] void fail(const YAML::Node& node, const std::string& path,
-                         const std::string& what) const {
-    std::string where = source_;
-    if (with_lines_ && !node.Mark().is_null()) where += ":" + std::to_string(node.Mark().line + 1);
-    throw ConfigError(where + ": " + (path.empty() ? what : path + ": " + what));
-  }
-
   std::string source_;
   bool with_lines_;
   std::vector<YAML::Node> nodes_;
   std::string path_;
   std::map<std::string, std::vector<std::string>> known_;  // section path -> its keys
+  std::vector<std::string> extra_keys_;
 };
 
 // ---------------------------------------------------------------------------
@@ -450,6 +483,15 @@ YAML::Node load_yaml(const std::string& text) {
   }
 }
 
+YAML::Node parse_yaml(const std::string& yaml_text, const std::string& source) {
+  try {
+    return load_yaml(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(source + ":" + std::to_string(e.mark.line + 1) + ":" +
+                      std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+  }
+}
+
 void apply_node(Config& config, const YAML::Node& root, const std::string& source,
                 bool with_lines) {
   Applier applier(root, source, with_lines);
@@ -457,17 +499,59 @@ void apply_node(Config& config, const YAML::Node& root, const std::string& sourc
   applier.finish();
 }
 
+// What tells two names of one file apart from two files: the canonical path
+// where there is one (a missing file is reported when it is read).
+std::string file_identity(const std::string& file) {
+  std::error_code error;
+  std::filesystem::path canonical = std::filesystem::weakly_canonical(file, error);
+  if (error || canonical.empty()) canonical = std::filesystem::absolute(file, error).lexically_normal();
+  return canonical.string();
+}
+
+// The files being read, outermost first: each as named (for messages) and as
+// a canonical path (to tell that a base config includes itself).
+struct IncludeChain {
+  std::vector<std::string> names, canonical;
+};
+
+// Applies the config file `file` onto `config`: first its `base:` config (a
+// path relative to `file`, itself read by this function), then its own keys.
+void apply_file(Config& config, const std::string& file, IncludeChain& chain) {
+  const YAML::Node root = parse_yaml(read_config_file(file), file);
+  Applier applier(root, file, true);
+  if (const YAML::Node base = applier.extra_key("base")) {
+    if (!base.IsScalar() || base.Scalar().empty())
+      applier.fail(base, "base", "expected the path of a config file, relative to this one");
+    const std::filesystem::path path(base.Scalar());
+    const std::string resolved =
+        path.is_absolute() ? path.string()
+                           : (std::filesystem::path(file).parent_path() / path).lexically_normal().string();
+    const std::string canonical = file_identity(resolved);
+    const auto seen = std::find(chain.canonical.begin(), chain.canonical.end(), canonical);
+    if (seen != chain.canonical.end()) {
+      std::string cycle;
+      for (auto i = static_cast<size_t>(seen - chain.canonical.begin()); i < chain.names.size(); ++i)
+        cycle += chain.names[i] + " -> ";
+      applier.fail(base, "base", "'" + base.Scalar() + "' leads back to a file being read: " + cycle + resolved);
+    }
+    chain.names.push_back(resolved);
+    chain.canonical.push_back(canonical);
+    try {
+      apply_file(config, resolved, chain);
+    } catch (const ConfigError& e) {
+      applier.fail(base, "base", e.what());
+    }
+    chain.names.pop_back();
+    chain.canonical.pop_back();
+  }
+  visit_config(applier, config);
+  applier.finish();
+}
+
 }  // namespace
 
 void apply_yaml(Config& config, const std::string& yaml_text, const std::string& source) {
-  YAML::Node root;
-  try {
-    root = load_yaml(yaml_text);
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(source + ":" + std::to_string(e.mark.line + 1) + ":" +
-                      std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
-  }
-  apply_node(config, root, source, true);
+  apply_node(config, parse_yaml(yaml_text, source), source, true);
 }
 
 void apply_override(Config& config, const std::string& assignment) {
@@ -501,7 +585,10 @@ void apply_override(Config& config, const std::string& assignment) {
 Config load_config(const std::vector<std::string>& files,
                    const std::vector<std::string>& overrides) {
   Config config;
-  for (const auto& file : files) apply_yaml(config, read_config_file(file), file);
+  for (const auto& file : files) {
+    IncludeChain chain{{file}, {file_identity(file)}};
+    apply_file(config, file, chain);
+  }
   for (const auto& assignment : overrides) apply_override(config, assignment);
   return config;
 }

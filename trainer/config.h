@@ -2,7 +2,10 @@
 // one place where each default is defined.
 //
 // A config is built from YAML files and `--set key.path=value` overrides,
-// applied in order (later wins). The schema (key names, ranges, choices and
+// applied in order (later wins). A config file may start from another one
+// with a top-level `base: speedrun.yaml` (a path relative to the file naming
+// it): the base config, and its own base, are applied first, then the
+// file's keys on top. A key given twice in one mapping is an error. The schema (key names, ranges, choices and
 // help text) lives in config.cpp next to the loader and the YAML writer, so
 // adding a field means adding it here and naming it once there.
 #pragma once
@@ -163,14 +166,17 @@ struct Config {
   DebugConfig debug;
 };
 
-// Applies the YAML files, then the `key.path=value` overrides, onto the
-// defaults. Throws ConfigError naming the file, line and key path. Files over
+// Applies the YAML files (each after its `base:` chain), then the
+// `key.path=value` overrides, onto the defaults. Throws ConfigError naming
+// the file, line and key path; a base that leads back to a file being read
+// is refused, naming the chain. Files over
 // 1 MiB are refused unread (configs are a few kilobytes), as are strings that
 // are not UTF-8 text, which the config.yaml of a run could not hold.
 Config load_config(const std::vector<std::string>& files,
                    const std::vector<std::string>& overrides);
 
-// Applies YAML text (as from a file named `source`) onto `config`.
+// Applies YAML text (as from a file named `source`) onto `config`. Only
+// load_config() follows `base:`: here it is an unknown key.
 void apply_yaml(Config& config, const std::string& yaml_text, const std::string& source);
 
 // Applies one `key.path=value` override.

@@ -69,12 +69,6 @@ std::string slug(const std::string& text) {
   return out;
 }
 
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 // Whether a run directory holds a finished run (metrics up to the last step).
 bool finished(const SweepRun& run) {
   try {
@@ -86,6 +80,12 @@ bool finished(const SweepRun& run) {
 }
 
 }  // namespace
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
 
 SweepPlan load_sweep(const std::string& file) {
   YAML::Node root;

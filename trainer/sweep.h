@@ -66,4 +66,8 @@ struct SweepOptions {
 
 void run_sweep(const SweepOptions& options);
 
+// `s` as one word for /bin/sh, whatever it holds: in single quotes, each '
+// written as '\'' (for the commands the sweep and its report run).
+std::string shell_quote(const std::string& s);
+
 }  // namespace muonrun

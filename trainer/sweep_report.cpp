@@ -257,11 +257,11 @@ void write_sweep_report(const SweepPlan& plan, const std::vector<SweepRun>& runs
   if (script.empty()) return;
   const std::string script_file = plan.name + ".gp";
   write_file_atomically((plots / script_file).string(), script);
+  const std::string command = "cd " + shell_quote(plots.string()) + " && gnuplot " + shell_quote(script_file);
   if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
-    spdlog::warn("gnuplot not found: plots not rendered (render with: cd {} && gnuplot {})", plots.string(), script_file);
+    spdlog::warn("gnuplot not found: plots not rendered (render with: {})", command);
     return;
   }
-  const std::string command = "cd '" + plots.string() + "' && gnuplot " + script_file;
   if (std::system(command.c_str()) != 0) spdlog::warn("gnuplot failed on {}/{}", plots.string(), script_file);
 }
 

@@ -71,14 +71,22 @@ void DataLoader::next_batch(int64_t* buf) {
   const ShardReader& shard = shards_[position_.shard];
   const int64_t offset = position_.offset + rank_ * local_tokens_;
   shard.read(offset, local_tokens_ + 1, scratch_.data());
-  auto bad = std::find_if(scratch_.begin(), scratch_.end(),
-                          [&](uint16_t token) { return token >= vocab_size_; });
-  if (bad != scratch_.end())
+  // Widening and the largest id in one pass without early exit, which the
+  // compiler vectorises; the offending token is looked for only when there is one.
+  uint16_t largest = 0;
+  for (size_t i = 0; i < scratch_.size(); ++i) {
+    buf[i] = scratch_[i];
+    largest = std::max(largest, scratch_[i]);
+  }
+  if (largest >= vocab_size_) {
+    auto bad = std::find_if(scratch_.begin(), scratch_.end(),
+                            [&](uint16_t token) { return token >= vocab_size_; });
     throw std::runtime_error(shard.path() + ": token " + std::to_string(*bad) + " at token " +
                              std::to_string(offset + (bad - scratch_.begin())) +
                              " is outside the model's vocabulary (vocab_size " +
-                             std::to_string(vocab_size_) + "): a shard of another tokenizer?");
-  std::copy(scratch_.begin(), scratch_.end(), buf);
+                             std::to_string(vocab_size_) +
+                             "): a shard of another tokenizer, or model.vocab_size too small?");
+  }
   // Move on now, so that position() always names a batch that can be read.
   position_.offset += global_tokens_;
   if (position_.offset + global_tokens_ + 1 > shard.num_tokens()) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "trainer/json.h"
+#include "trainer/strings.h"
 
 namespace muonrun {
 namespace {
@@ -29,10 +30,6 @@ struct InputName {
   bool jsonl;
   Compression compression;
 };
-
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
 
 InputName parse_name(const std::string& path) {
   std::string_view name = path;
