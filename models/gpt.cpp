@@ -3,7 +3,7 @@
 #include <cfloat>
 #include <cmath>
 
-#include "models/torch_compat.h"
+#include "models/chunked_head.h"
 
 namespace muonrun {
 
@@ -26,6 +26,10 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
   auto y1 = x1 * cos + x2 * sin;
   auto y2 = x2 * cos - x1 * sin;
   return torch::cat({y1, y2}, -1).to(x.scalar_type());
+}
+
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true);
 }
 
 // --- CastedLinear -----------------------------------------------------------
@@ -66,7 +70,7 @@ std::pair<torch::Tensor, torch::Tensor> AttentionImpl::forward(const torch::Tens
   v = (1 - l) * v + l * v1;
   q = apply_rotary(rms_norm(q), cos, sin);
   k = apply_rotary(rms_norm(k), cos, sin);
-  auto y = compat::causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2));
+  auto y = causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2));
   y = y.transpose(1, 2).contiguous().view({B, T, heads * head_dim});
   return {c_proj(y), v1};
 }
@@ -130,7 +134,7 @@ std::pair<torch::Tensor, torch::Tensor> GPTImpl::rotary(int64_t T, torch::Device
   return {rotary_cos_, rotary_sin_};
 }
 
-torch::Tensor GPTImpl::forward(const torch::Tensor& idx) {
+torch::Tensor GPTImpl::hidden_states(const torch::Tensor& idx) {
   auto [cos, sin] = rotary(idx.size(1), idx.device());
   auto x = rms_norm(wte(idx).to(compute_dtype));
   auto x0 = x;
@@ -150,16 +154,24 @@ torch::Tensor GPTImpl::forward(const torch::Tensor& idx) {
     std::tie(x, v1) = h[i]->as<Block>()->forward(x, v1, x0, cos, sin);
     if (i < encoder_layers) skips.push_back(x);
   }
-  auto logits = lm_head(rms_norm(x)).to(torch::kFloat);
+  return rms_norm(x);
+}
+
+torch::Tensor GPTImpl::forward(const torch::Tensor& idx) {
+  auto logits = lm_head(hidden_states(idx)).to(torch::kFloat);
   if (config.logit_softcap > 0)
     logits = config.logit_softcap * torch::tanh(logits / config.logit_softcap);
   return logits;
 }
 
 torch::Tensor GPTImpl::loss(const torch::Tensor& idx, const torch::Tensor& targets) {
-  auto logits = forward(idx);
-  return torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}),
-                                              targets.reshape({-1}));
+  // Chunks of at most 2^26 logits (256 MB in fp32): 1,334 tokens of the
+  // padded GPT-2 vocabulary, large enough to keep the matrix products efficient.
+  const int64_t vocab = lm_head->weight.size(0);
+  const int64_t chunk_tokens = std::max<int64_t>(1, (int64_t{1} << 26) / vocab);
+  auto h = hidden_states(idx);
+  return chunked_head_loss(h.reshape({-1, h.size(-1)}), lm_head->weight, targets.reshape({-1}),
+                           config.logit_softcap, chunk_tokens);
 }
 
 }  // namespace muonrun

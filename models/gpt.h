@@ -76,8 +76,11 @@ struct GPTImpl : torch::nn::Module {
 
   // Logits [B, T, vocab_padded] in fp32, soft-capped. idx: [B, T] int64.
   torch::Tensor forward(const torch::Tensor& idx);
-  // Mean cross-entropy of next-token prediction, fp32 scalar.
+  // Mean cross-entropy of next-token prediction, fp32 scalar, computed by
+  // chunks of tokens without a logits tensor (models/chunked_head.h).
   torch::Tensor loss(const torch::Tensor& idx, const torch::Tensor& targets);
+  // The normalised hidden states that enter the head: [B, T, dim].
+  torch::Tensor hidden_states(const torch::Tensor& idx);
 
   // bf16 for CUDA training, fp32 on the CPU (the default).
   void set_compute_dtype(torch::ScalarType dtype) { compute_dtype = dtype; }
@@ -100,6 +103,11 @@ TORCH_MODULE(GPT);
 // RMS normalisation over the last dimension without a learned weight,
 // computed in fp32 and returned in the input's dtype (as F.rms_norm).
 torch::Tensor rms_norm(const torch::Tensor& x);
+
+// Causal self-attention over q, k, v of shape [B, H, T, D] with scale
+// 1/sqrt(D): LibTorch's scaled_dot_product_attention, which picks the fastest
+// kernel (flash / cuDNN on Hopper, a fused CPU kernel otherwise).
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 
 // Rotates pairs (x[..., i], x[..., i + D/2]) by the rotary angles.
 torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,

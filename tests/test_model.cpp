@@ -5,9 +5,9 @@
 
 #include <cmath>
 
+#include "models/chunked_head.h"
 #include "models/gpt.h"
 #include "tests/tiny_model.h"
-#include "models/torch_compat.h"
 
 using namespace muonrun;
 
@@ -127,7 +127,7 @@ TEST(Model, RotaryDependsOnlyOnRelativePosition) {
 TEST(Model, CausalAttentionMatchesFloat64Reference) {
   torch::manual_seed(5);
   auto q = torch::randn({2, 3, 6, 8}), k = torch::randn({2, 3, 6, 8}), v = torch::randn({2, 3, 6, 8});
-  auto out = compat::causal_attention(q, k, v).to(torch::kDouble);
+  auto out = causal_attention(q, k, v).to(torch::kDouble);
   auto q64 = q.to(torch::kDouble), k64 = k.to(torch::kDouble), v64 = v.to(torch::kDouble);
   for (int64_t t = 0; t < 6; ++t) {
     using torch::indexing::Slice;
@@ -136,4 +136,52 @@ TEST(Model, CausalAttentionMatchesFloat64Reference) {
     auto expected = torch::matmul(torch::softmax(scores, -1), v64.index({Slice(), Slice(), Slice(0, t + 1)}));
     EXPECT_TRUE(torch::allclose(out.index({Slice(), Slice(), Slice(t, t + 1)}), expected, 1e-5, 1e-5)) << t;
   }
+}
+
+// The chunked head against the composite LibTorch ops it replaces (linear,
+// soft-cap, cross-entropy on whole logits), forward and backward, for chunk
+// sizes that do and do not divide the tokens, with and without the cap.
+TEST(ChunkedHead, MatchesTheCompositeOpsForwardAndBackward) {
+  torch::manual_seed(7);
+  const int64_t N = 37, D = 24, V = 101;
+  for (double cap : {30.0, 0.0, 2.0}) {
+    for (int64_t chunk : {int64_t{1}, int64_t{8}, int64_t{37}, int64_t{100}}) {
+      auto h = (torch::randn({N, D}) * 3).requires_grad_();
+      auto w = torch::randn({V, D}).requires_grad_();
+      auto y = torch::randint(V, {N}, torch::kLong);
+      auto h_ref = h.detach().clone().requires_grad_(), w_ref = w.detach().clone().requires_grad_();
+      auto logits = torch::nn::functional::linear(h_ref, w_ref);
+      if (cap > 0) logits = cap * torch::tanh(logits / cap);
+      auto expected = torch::nn::functional::cross_entropy(logits, y);
+      (expected * 1.7).backward();
+      auto loss = chunked_head_loss(h, w, y, cap, chunk);
+      (loss * 1.7).backward();
+      EXPECT_NEAR(loss.item<double>(), expected.item<double>(), 1e-5 * expected.item<double>()) << cap << " " << chunk;
+      EXPECT_TRUE(torch::allclose(h.grad(), h_ref.grad(), 1e-5, 1e-6)) << cap << " " << chunk;
+      EXPECT_TRUE(torch::allclose(w.grad(), w_ref.grad(), 1e-5, 1e-6)) << cap << " " << chunk;
+    }
+  }
+}
+
+TEST(ChunkedHead, WithoutGradModeOnlyTheLossIsComputed) {
+  torch::manual_seed(8);
+  auto h = torch::randn({10, 4}), w = torch::randn({7, 4}).requires_grad_();
+  auto y = torch::randint(7, {10}, torch::kLong);
+  auto with_grad = chunked_head_loss(h, w, y, 30, 3);
+  torch::NoGradGuard no_grad;
+  auto without = chunked_head_loss(h, w, y, 30, 3);
+  EXPECT_FALSE(without.requires_grad());
+  EXPECT_FLOAT_EQ(without.item<float>(), with_grad.item<float>());
+}
+
+TEST(ChunkedHead, ModelLossEqualsCrossEntropyOfItsLogits) {
+  torch::manual_seed(9);
+  auto config = tests::tiny_model_config();
+  GPT model(config);
+  for (auto& p : model->parameters()) p.data().normal_(0, 0.1);  // the head is zero at init
+  auto idx = torch::randint(config.vocab_size, {2, config.seq_len}, torch::kLong);
+  auto y = torch::randint(config.vocab_size, {2, config.seq_len}, torch::kLong);
+  auto logits = model->forward(idx);
+  auto expected = torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}), y.view({-1}));
+  EXPECT_NEAR(model->loss(idx, y).item<double>(), expected.item<double>(), 1e-5);
 }

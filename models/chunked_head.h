@@ -1,0 +1,24 @@
+// The language-model head and its loss without a logits tensor:
+//   loss = mean_n CE(cap * tanh(h_n W^T / cap), target_n)
+// computed over chunks of tokens, so that neither the [tokens x vocab] fp32
+// logits nor their gradient ever exist whole (13 GB a copy for the speedrun's
+// 65,536-token micro-batch). While a chunk's logits are at hand the forward
+// pass also computes that chunk's share of the gradients of the hidden states
+// and of the head weight (as Liger-Kernel's fused linear cross-entropy does,
+// linkedin/Liger-Kernel); backward only scales them by the incoming gradient.
+// That is the same three matrix products as an unfused forward + backward, and
+// no recomputation. Without grad mode only the loss is computed.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace muonrun {
+
+// hidden: [N, D] in the compute dtype; weight: [V, D] fp32 (the master
+// weight, cast to hidden's dtype for the products); targets: [N] int64.
+// softcap 0 disables the cap. Returns the mean loss, an fp32 scalar; its
+// gradients flow to `hidden` (in its dtype) and to `weight` (fp32).
+torch::Tensor chunked_head_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                const torch::Tensor& targets, double softcap, int64_t chunk_tokens);
+
+}  // namespace muonrun
