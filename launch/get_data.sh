@@ -2,6 +2,11 @@
 # Fetches what the quickstart needs into data/ (skipping what is already there):
 #   data/gpt2/encoder.json, data/gpt2/vocab.bpe   GPT-2 BPE vocabulary (OpenAI, MIT licence)
 #   data/tinyshakespeare.txt                       1.1 MB of Shakespeare (public domain)
+# and with GUTENBERG=1 (launch/gpu_check.sh's default corpus, from the mirror only):
+#   data/gutenberg/val.jsonl.xz                    2.3 MB, 31 books (public domain)
+#   data/gutenberg/train-1.jsonl.xz                22 MB, 196 books
+# Together about 26 MB: they fit the 64 MiB a checkout may carry to the GPU
+# machine (send data/ along: it is git-ignored).
 #
 # Sources, in order: files already in data/; a local mirror named by
 # MUONRUN_DATA_MIRROR (a folder holding gpt2/ and tinyshakespeare.txt), or
@@ -30,3 +35,21 @@ for file in "${!URLS[@]}"; do
   fi
   mv "$target.part" "$target"
 done
+
+# Project Gutenberg books as JSONL (see ../shared/data/gutenberg/README.md);
+# they have no public URL of their own here, so only a mirror provides them.
+if [ "${GUTENBERG:-0}" = 1 ]; then
+  for file in gutenberg/val.jsonl.xz gutenberg/train-1.jsonl.xz gutenberg/README.md; do
+    target=data/$file
+    [ -s "$target" ] && continue
+    if [ -z "$mirror" ] || [ ! -s "$mirror/$file" ]; then
+      echo "get_data: no $file in a local mirror (set MUONRUN_DATA_MIRROR to a folder holding gutenberg/)" >&2
+      exit 1
+    fi
+    mkdir -p "$(dirname "$target")"
+    echo "get_data: $target from the local mirror $mirror"
+    cp "$mirror/$file" "$target.part"
+    mv "$target.part" "$target"
+  done
+  du -shc data/gpt2 data/gutenberg | tail -1 | sed 's/^/get_data: data for the GPU machine: /'
+fi

@@ -6,6 +6,7 @@
 
 #include "optim/presets.h"
 #include "optim/schedule.h"
+#include "trainer/phase_timer.h"
 
 namespace muonrun {
 namespace {
@@ -129,17 +130,29 @@ void Optimizer::end_backward() {
 void Optimizer::step(int64_t step, std::optional<double> loss) {
   torch::NoGradGuard no_grad;
   const double multiplier = lr_multiplier(step);
-  for (size_t u : bucket_units_) reducer_->wait_bucket(u);
-  if (!muon) return adam.step(multiplier);
+  if (reducer_) {
+    PhaseScope wait(timer_, Phase::CommWait);
+    for (size_t u : bucket_units_) reducer_->wait_bucket(u);
+  }
+  if (!muon) {
+    PhaseScope time(timer_, Phase::AdamW);
+    return adam.step(multiplier);
+  }
   const MuonStep hyper = muon->step_hyper(multiplier, step);
   if (!is_plain(variant_) || momo_) return variant_step(step, multiplier, hyper, loss);
   // The recipe: every update is separable, so each matrix is shared as soon
   // as it is updated.
-  adam.step(multiplier);
+  {
+    PhaseScope time(timer_, Phase::AdamW);
+    adam.step(multiplier);
+  }
   std::vector<Gather> gathers;
   for (const auto& slot : slots_) {
     auto grad = gradient(slot);
-    if (grad.defined()) muon->update(static_cast<size_t>(slot.matrix), grad, hyper);
+    if (grad.defined()) {
+      PhaseScope time(timer_, Phase::NewtonSchulz);
+      muon->update(static_cast<size_t>(slot.matrix), grad, hyper);
+    }
     start_sharing(slot, gathers);
   }
   finish_sharing(gathers);
@@ -152,7 +165,10 @@ void Optimizer::discard_step() {
 }
 
 torch::Tensor Optimizer::gradient(const MatrixSlot& slot) {
-  if (ownership_) return reducer_->wait_shard(shard_units_[slot.shard]);
+  if (ownership_) {
+    PhaseScope wait(timer_, Phase::CommWait);
+    return reducer_->wait_shard(shard_units_[slot.shard]);
+  }
   return matrices_[slot.matrix].tensor.grad();
 }
 
@@ -167,7 +183,10 @@ void Optimizer::start_sharing(const MatrixSlot& slot, std::vector<Gather>& gathe
 
 void Optimizer::finish_sharing(std::vector<Gather>& gathers) {
   for (auto& g : gathers) {
-    g.work->wait();
+    {
+      PhaseScope wait(timer_, Phase::CommWait);
+      g.work->wait();
+    }
     const auto& slots = ownership_->shards[g.shard].slots;
     for (int r = 0; r < comm_->size(); ++r)
       if (slots[r] >= 0 && r != comm_->rank())
@@ -207,7 +226,10 @@ double Optimizer::momo_model_loss(int64_t step, const MuonStep& hyper, const std
 void Optimizer::variant_step(int64_t step, double multiplier, const MuonStep& hyper, std::optional<double> loss) {
   std::vector<torch::Tensor> grads;
   for (const auto& slot : slots_) grads.push_back(gradient(slot));
-  adam.advance();
+  {
+    PhaseScope time(timer_, Phase::AdamW);
+    adam.advance();
+  }
   std::vector<double> lr_ratios;
   for (const auto& group : adam.groups()) lr_ratios.push_back(group.lr / optim_.muon.lr);
   BlockDualNorms norms;
@@ -234,6 +256,7 @@ void Optimizer::variant_step(int64_t step, double multiplier, const MuonStep& hy
   if (!wait_for_sums) {
     if (stale_norms_) std::tie(norms.matrix_sum, norms.matrix_sum_sq) = *stale_norms_;
     scales = scales_for(norms);
+    PhaseScope time(timer_, Phase::AdamW);
     adam.apply(multiplier, variant_.backup, scales.groups, norms.groups);
   }
   struct Pending {
@@ -246,6 +269,7 @@ void Optimizer::variant_step(int64_t step, double multiplier, const MuonStep& hy
   double sum = 0, sum_sq = 0;  // over this rank's matrices
   for (size_t k = 0; k < slots_.size(); ++k) {
     if (grads[k].defined()) {
+      PhaseScope time(timer_, Phase::NewtonSchulz);
       const auto m = static_cast<size_t>(slots_[k].matrix);
       if (!momo_) muon->advance_momentum(m, grads[k], hyper);
       const auto direction = muon->direction(m, grads[k], hyper);

@@ -33,6 +33,8 @@
 
 namespace muonrun {
 
+class PhaseTimer;  // trainer/phase_timer.h
+
 class Optimizer {
  public:
   // `comm` is null for a single process.
@@ -55,6 +57,9 @@ class Optimizer {
   // Drops every gradient (set to none), ready for the next accumulation.
   void zero_grad();
   double lr_multiplier(int64_t step) const;
+  // step() reports its phases (Newton-Schulz, AdamW, communication waits)
+  // to `timer` from now on; null (the default) reports nothing.
+  void set_phase_timer(PhaseTimer* timer) { timer_ = timer; }
 
   // This rank's state tensors by name (Muon momentum only for the matrices it
   // owns), for checkpoints, and their restoration from the union of all
@@ -111,6 +116,7 @@ class Optimizer {
   std::unique_ptr<GradientReducer> reducer_;
   std::vector<size_t> bucket_units_, shard_units_;
   std::vector<MatrixSlot> slots_;
+  PhaseTimer* timer_ = nullptr;
 };
 
 // The tensor `key` from loaded optimizer state, checked against the shape of

@@ -18,6 +18,7 @@
 #include "trainer/exit_codes.h"
 #include "trainer/heartbeat.h"
 #include "trainer/signals.h"
+#include "trainer/train_step.h"
 #include "trainer/evaluate.h"
 #include "trainer/logging.h"
 #include "trainer/metrics.h"
@@ -25,29 +26,6 @@
 namespace muonrun {
 namespace fs = std::filesystem;
 namespace {
-
-// The batch arithmetic of a run: global batch = world x micro x seq x accumulation.
-struct BatchPlan {
-  int64_t micro_batch, seq_len, accumulation, val_batches;
-};
-
-BatchPlan plan_batches(const Config& config, int world) {
-  const int64_t B = config.train.micro_batch, T = config.model.seq_len;
-  const int64_t per_micro_step = world * B * T;
-  if (config.train.batch_tokens % per_micro_step != 0)
-    throw ConfigError(fmt::format(
-        "train.batch_tokens ({}) must be a multiple of world size x train.micro_batch x "
-        "model.seq_len = {} x {} x {} = {}",
-        config.train.batch_tokens, world, B, T, per_micro_step));
-  if (config.train.val_tokens % per_micro_step != 0)
-    throw ConfigError(fmt::format(
-        "train.val_tokens ({}) must be a multiple of world size x train.micro_batch x "
-        "model.seq_len = {}; nearest: {}",
-        config.train.val_tokens, per_micro_step,
-        std::max<int64_t>(1, config.train.val_tokens / per_micro_step) * per_micro_step));
-  return {B, T, config.train.batch_tokens / per_micro_step,
-          config.train.val_tokens / per_micro_step};
-}
 
 // Keeps the metrics.jsonl lines before `step`: the resumed run writes the
 // line of `step` and those after it again.
@@ -111,8 +89,10 @@ class Run {
         plan_(plan_batches(config, world.size())),
         model_(make_model(config, device)),
         optimizer_(*model_, config, comm_),
-        train_data_(config.data.train, plan_.micro_batch, plan_.seq_len, world.rank(), world.size()),
-        val_data_(config.data.val, plan_.micro_batch, plan_.seq_len, world.rank(), world.size()),
+        train_data_(config.data.train, plan_.micro_batch, plan_.seq_len, world.rank(), world.size(),
+                    config.model.vocab_size),
+        val_data_(config.data.val, plan_.micro_batch, plan_.seq_len, world.rank(), world.size(),
+                  config.model.vocab_size),
         divergence_(config.train.spike_zscore, config.train.spike_window) {
     share_initial_weights();
   }
@@ -188,14 +168,6 @@ class Run {
   }
 
  private:
-  static GPT make_model(const Config& config, const torch::Device& device) {
-    torch::manual_seed(static_cast<uint64_t>(config.run.seed));
-    GPT model(config.model);
-    model->to(device);
-    if (device.is_cuda()) model->set_compute_dtype(torch::kBFloat16);
-    return model;
-  }
-
   // Every rank starts from rank 0's weights, whatever its RNG did.
   void share_initial_weights() {
     if (!comm_) return;
@@ -213,10 +185,7 @@ class Run {
 
   // Means over ranks of a few scalars, in one small all-reduce.
   std::vector<double> mean_over_ranks(std::vector<torch::Tensor> scalars) {
-    auto values = torch::stack(scalars).to(torch::kFloat).detach().reshape({-1}).contiguous();
-    if (comm_) comm_->all_reduce_mean(values)->wait();
-    values = values.to(torch::kCPU);
-    return std::vector<double>(values.data_ptr<float>(), values.data_ptr<float>() + values.numel());
+    return muonrun::mean_over_ranks(comm_, device_, std::move(scalars));
   }
 
   double validate() {
@@ -225,41 +194,23 @@ class Run {
     return mean_over_ranks({local})[0];
   }
 
-  // Whether this rank's gradients are all finite, as a device scalar (1 or
-  // 0): one sum per parameter and a single host transfer for the step.
-  torch::Tensor gradients_finite() {
-    auto total = torch::zeros({}, torch::dtype(torch::kFloat).device(device_));
-    for (const auto& p : model_->parameters())
-      if (p.grad().defined()) total += p.grad().abs().sum().to(torch::kFloat);
-    return torch::isfinite(total).to(torch::kFloat);
-  }
-
   // One optimizer step over the accumulation micro-batches.
   StepOutcome train_step(int64_t step) {
     synchronize(device_);
     const auto start = std::chrono::steady_clock::now();
-    auto loss_sum = torch::zeros({}, torch::dtype(torch::kFloat).device(device_));
-    for (int64_t micro = 0; micro < plan_.accumulation; ++micro) {
-      auto [x, y] = next_batch(train_data_, plan_.micro_batch, plan_.seq_len, device_);
-      optimizer_.begin_backward(micro == plan_.accumulation - 1);
-      auto loss = model_->loss(x, y);
+    StepParts parts{model_, optimizer_, train_data_, comm_, device_, plan_};
+    StepHooks hooks;
+    hooks.change_loss = [&](int64_t, torch::Tensor loss) {
       if (step == config_.debug.inject_nan_step && world_.rank() == 0 && !nan_injected_) {
         loss = loss * std::numeric_limits<float>::quiet_NaN();
         nan_injected_ = true;
       }
-      (loss / static_cast<double>(plan_.accumulation)).backward();
-      loss_sum += loss.detach();
-    }
-    optimizer_.end_backward();
-    // One all-reduce tells every rank the mean loss, whether any rank saw a
-    // non-finite gradient, and whether any rank got a stop signal, so that all
-    // take the same decision.
-    auto agreed = mean_over_ranks({loss_sum / static_cast<double>(plan_.accumulation), gradients_finite(),
-                                   torch::tensor(stop_requested() ? 1.0f : 0.0f, torch::device(device_))});
-    StepOutcome outcome{0, agreed[0], divergence_.check(agreed[0], agreed[1] == 1.0), agreed[2] > 0};
-    if (outcome.trouble.empty()) optimizer_.step(step, outcome.loss);  // Momo needs the loss
-    else optimizer_.discard_step();
-    optimizer_.zero_grad();
+      return loss;
+    };
+    hooks.check = [&](double loss, bool finite) { return divergence_.check(loss, finite); };
+    hooks.stop_requested = [] { return stop_requested(); };
+    const StepResult result = training_step(parts, step, hooks);
+    StepOutcome outcome{0, result.loss, result.trouble, result.stop_requested};
     synchronize(device_);
     outcome.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (step >= config_.train.timing_warmup_steps) {
