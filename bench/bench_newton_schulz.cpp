@@ -17,8 +17,8 @@
 #include "optim/muon_ownership.h"
 #include "optim/newton_schulz.h"
 #include "optim/param_groups.h"
-#include "trainer/config.h"
-#include "trainer/device.h"
+#include "trainer/config/config.h"
+#include "trainer/run/device.h"
 
 using namespace muonrun;
 

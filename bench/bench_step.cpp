@@ -1,5 +1,5 @@
 // The training step as `muonrun train` runs it, timed: model, optimizer and
-// data built as training builds them (trainer/train_step.h), W warm-up steps,
+// data built as training builds them (trainer/run/train_step.h), W warm-up steps,
 // then N timed optimizer steps.
 //
 //   bench_step -c configs/quickstart.yaml [-c more.yaml] [--set key=value ...]
@@ -22,7 +22,7 @@
 //   peak memory   CUDA: the caching allocator's peak allocated bytes (and
 //                 peak reserved); CPU: peak RSS of the process (getrusage)
 //   phases        mean ms per step of data / forward / backward /
-//                 newton_schulz / adamw / comm_wait (trainer/phase_timer.h:
+//                 newton_schulz / adamw / comm_wait (trainer/base/phase_timer.h:
 //                 CUDA events on the GPU, steady_clock on the CPU) and the
 //                 rest of the step ("other": host gaps, the finite-gradient
 //                 check, launch overhead)
@@ -43,11 +43,11 @@
 
 #include "comm/launch.h"
 #include "comm/world.h"
-#include "trainer/config.h"
-#include "trainer/device.h"
-#include "trainer/json.h"
-#include "trainer/phase_timer.h"
-#include "trainer/train_step.h"
+#include "trainer/config/config.h"
+#include "trainer/run/device.h"
+#include "trainer/base/json.h"
+#include "trainer/run/phase_timer.h"
+#include "trainer/run/train_step.h"
 
 using namespace muonrun;
 using muonrun::json::quote;

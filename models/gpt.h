@@ -24,7 +24,7 @@
 
 #include <torch/torch.h>
 
-#include "trainer/config.h"
+#include "models/model_config.h"
 
 namespace muonrun {
 

@@ -27,7 +27,7 @@
 
 #include "optim/param_groups.h"
 #include "optim/steepest_descent.h"
-#include "trainer/config.h"
+#include "optim/optim_config.h"
 
 namespace muonrun {
 

@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "optim/steepest_descent.h"
-#include "trainer/config.h"
+#include "optim/optim_config.h"
 
 namespace muonrun {
 

@@ -21,7 +21,7 @@
 
 #include "optim/newton_schulz.h"
 #include "optim/param_groups.h"
-#include "trainer/config.h"
+#include "optim/optim_config.h"
 
 namespace muonrun {
 

@@ -6,7 +6,7 @@
 
 #include "optim/presets.h"
 #include "optim/schedule.h"
-#include "trainer/phase_timer.h"
+#include "trainer/base/phase_timer.h"
 
 namespace muonrun {
 namespace {

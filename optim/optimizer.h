@@ -29,11 +29,11 @@
 #include "optim/momo.h"
 #include "optim/muon_ownership.h"
 #include "optim/steepest_descent.h"
-#include "trainer/config.h"
+#include "trainer/config/config.h"
 
 namespace muonrun {
 
-class PhaseTimer;  // trainer/phase_timer.h
+class PhaseTimer;  // trainer/base/phase_timer.h
 
 class Optimizer {
  public:

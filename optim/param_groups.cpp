@@ -1,6 +1,6 @@
 #include "optim/param_groups.h"
 
-#include "trainer/strings.h"
+#include "trainer/base/strings.h"
 
 namespace muonrun {
 

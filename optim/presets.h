@@ -8,7 +8,8 @@
 // Add optim.momo.enabled for the "-Momo" rows of the talk.
 #pragma once
 
-#include "trainer/config.h"
+#include "optim/optim_config.h"
+#include "trainer/base/config_error.h"
 
 namespace muonrun {
 

@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "trainer/config.h"
+#include "optim/optim_config.h"
 
 namespace muonrun {
 

@@ -47,7 +47,7 @@
 #include <string>
 #include <vector>
 
-#include "trainer/config.h"
+#include "optim/optim_config.h"
 
 namespace muonrun {
 

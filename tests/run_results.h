@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "models/safetensors.h"
-#include "trainer/checkpoint.h"
-#include "trainer/json.h"
+#include "trainer/io/safetensors.h"
+#include "trainer/io/checkpoint.h"
+#include "trainer/base/json.h"
 
 namespace muonrun::tests {
 

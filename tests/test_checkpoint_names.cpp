@@ -12,9 +12,9 @@
 
 #include "tests/pattern_shards.h"
 #include "tests/test_helpers.h"
-#include "trainer/checkpoint.h"
-#include "trainer/config.h"
-#include "trainer/train.h"
+#include "trainer/io/checkpoint.h"
+#include "trainer/config/config.h"
+#include "trainer/run/train.h"
 
 using namespace muonrun;
 namespace fs = std::filesystem;

@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "trainer/config.h"
+#include "trainer/config/config.h"
 
 using namespace muonrun;
 namespace fs = std::filesystem;

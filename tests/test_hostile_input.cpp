@@ -11,10 +11,10 @@
 #include <fstream>
 #include <random>
 
-#include "models/safetensors.h"
+#include "trainer/io/safetensors.h"
 #include "tests/test_helpers.h"
-#include "trainer/checkpoint.h"
-#include "trainer/config.h"
+#include "trainer/io/checkpoint.h"
+#include "trainer/config/config.h"
 #include "trainer/data/data_loader.h"
 #include "trainer/data/shard.h"
 #include "trainer/data/text_input.h"

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "trainer/json.h"
+#include "trainer/base/json.h"
 
 using namespace muonrun;
 using json::Value;

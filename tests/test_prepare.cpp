@@ -15,7 +15,7 @@
 #include "trainer/data/shard.h"
 #include "trainer/data/text_input.h"
 #include "trainer/data/tokenizer.h"
-#include "trainer/json.h"
+#include "trainer/base/json.h"
 
 using namespace muonrun;
 using muonrun::tests::error_of;

@@ -38,7 +38,7 @@
 #include <vector>
 
 #include "models/gpt.h"
-#include "models/safetensors.h"
+#include "trainer/io/safetensors.h"
 #include "optim/adamw.h"
 #include "optim/muon.h"
 #include "optim/schedule.h"

@@ -15,10 +15,10 @@
 #include "tests/pattern_shards.h"
 #include "tests/run_results.h"
 #include "tests/test_helpers.h"
-#include "trainer/checkpoint.h"
-#include "trainer/divergence.h"
-#include "trainer/exit_codes.h"
-#include "trainer/train.h"
+#include "trainer/io/checkpoint.h"
+#include "trainer/faults/divergence.h"
+#include "trainer/base/exit_codes.h"
+#include "trainer/run/train.h"
 
 extern char** environ;
 
@@ -92,7 +92,7 @@ struct RankBeat {
   long long step = -2;
 };
 
-// What trainer/heartbeat.cpp writes: host, pid, step, time.
+// What trainer/faults/heartbeat.cpp writes: host, pid, step, time.
 RankBeat read_beat(const fs::path& run_dir, int rank) {
   RankBeat beat;
   std::string host;

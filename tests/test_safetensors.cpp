@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "models/safetensors.h"
+#include "trainer/io/safetensors.h"
 
 using namespace muonrun;
 namespace fs = std::filesystem;

@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "tests/test_helpers.h"
-#include "trainer/config.h"
-#include "trainer/metrics.h"
-#include "trainer/sweep.h"
-#include "trainer/sweep_report.h"
+#include "trainer/config/config.h"
+#include "trainer/io/metrics.h"
+#include "trainer/tools/sweep.h"
+#include "trainer/tools/sweep_report.h"
 
 using namespace muonrun;
 namespace fs = std::filesystem;

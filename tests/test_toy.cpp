@@ -6,7 +6,7 @@
 #include <cmath>
 #include <limits>
 
-#include "trainer/toy.h"
+#include "trainer/tools/toy.h"
 
 using namespace muonrun;
 

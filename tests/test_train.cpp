@@ -6,12 +6,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "models/safetensors.h"
-#include "trainer/checkpoint.h"
-#include "trainer/config.h"
+#include "trainer/io/safetensors.h"
+#include "trainer/io/checkpoint.h"
+#include "trainer/config/config.h"
 #include "trainer/data/shard.h"
-#include "trainer/json.h"
-#include "trainer/train.h"
+#include "trainer/base/json.h"
+#include "trainer/run/train.h"
 #include "tests/pattern_shards.h"
 #include "tests/run_results.h"
 #include "tests/test_helpers.h"

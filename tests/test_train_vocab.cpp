@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "tests/test_helpers.h"
-#include "trainer/config.h"
+#include "trainer/config/config.h"
 #include "trainer/data/shard.h"
-#include "trainer/train.h"
+#include "trainer/run/train.h"
 
 using namespace muonrun;
 namespace fs = std::filesystem;

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "trainer/config.h"
+#include "models/model_config.h"
 
 namespace muonrun::tests {
 

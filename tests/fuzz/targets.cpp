@@ -15,14 +15,14 @@
 #include <typeinfo>
 #include <utility>
 
-#include "models/safetensors_header.h"
+#include "trainer/io/safetensors_header.h"
 #include "tests/test_helpers.h"
-#include "trainer/config.h"
+#include "trainer/config/config.h"
 #include "trainer/data/data_loader.h"
 #include "trainer/data/shard.h"
 #include "trainer/data/text_input.h"
 #include "trainer/data/tokenizer.h"
-#include "trainer/json.h"
+#include "trainer/base/json.h"
 
 namespace muonrun::fuzz {
 namespace {

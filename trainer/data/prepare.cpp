@@ -20,7 +20,7 @@
 #include "trainer/data/shard.h"
 #include "trainer/data/text_input.h"
 #include "trainer/data/tokenizer.h"
-#include "trainer/progress.h"
+#include "trainer/base/progress.h"
 
 namespace muonrun {
 namespace {

@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <utility>
 
-#include "trainer/atomic_file.h"
+#include "trainer/base/atomic_file.h"
 
 namespace muonrun {
 namespace {

@@ -14,8 +14,8 @@
 #include <string_view>
 #include <vector>
 
-#include "trainer/json.h"
-#include "trainer/strings.h"
+#include "trainer/base/json.h"
+#include "trainer/base/strings.h"
 
 namespace muonrun {
 namespace {

@@ -17,7 +17,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
-#include "trainer/json.h"
+#include "trainer/base/json.h"
 
 namespace muonrun {
 namespace {

@@ -1,0 +1,55 @@
+#include "trainer/base/logging.h"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <vector>
+
+namespace muonrun {
+namespace {
+
+// Training lines follow the speedrun convention, so the console shows the
+// bare message; files carry time and level for post-mortems.
+constexpr const char* kConsolePattern = "%v";
+constexpr const char* kFilePattern = "[%Y-%m-%d %H:%M:%S.%e] [%l] %v";
+
+spdlog::level::level_enum parse_level(const std::string& level) {
+  auto parsed = spdlog::level::from_str(level);
+  // from_str answers `off` for names it does not know; the config schema
+  // already restricts the choices, so this only guards programming errors.
+  if (parsed == spdlog::level::off && level != "off")
+    throw std::invalid_argument("unknown log level '" + level + "'");
+  return parsed;
+}
+
+void install(std::vector<spdlog::sink_ptr> sinks, const std::string& level) {
+  auto logger = std::make_shared<spdlog::logger>("muonrun", sinks.begin(), sinks.end());
+  logger->set_level(parse_level(level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+spdlog::sink_ptr console_sink() {
+  auto sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
+  sink->set_pattern(kConsolePattern);
+  return sink;
+}
+
+}  // namespace
+
+void init_console_logging(const std::string& level) { install({console_sink()}, level); }
+
+void init_run_logging(int rank, const std::string& level, const std::string& run_dir) {
+  std::vector<spdlog::sink_ptr> sinks;
+  if (rank == 0) sinks.push_back(console_sink());
+  std::filesystem::create_directories(run_dir);
+  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(
+      run_dir + "/log_rank" + std::to_string(rank) + ".txt", /*truncate=*/false);
+  file->set_pattern(kFilePattern);
+  sinks.push_back(file);
+  install(sinks, level);
+}
+
+}  // namespace muonrun

@@ -1,0 +1,43 @@
+// The training loop's config: the run's identity, its steps and batches, and fault injection.
+// The aggregate config (trainer/config/config.h) assembles it; its keys and
+// help text are in the schema of trainer/config/config.cpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace muonrun {
+
+struct RunConfig {
+  std::string name = "speedrun";
+  std::string dir;  // empty: runs/<name>
+  std::string log_level = "info";
+  std::string device = "auto";  // auto: cuda when available, else cpu
+  int64_t cpu_threads = 0;      // 0: the node's cores divided among its ranks
+  int64_t seed = 0;
+};
+
+struct TrainConfig {
+  int64_t steps = 3000;
+  int64_t batch_tokens = 524288;  // global batch; accumulation is derived from it
+  int64_t micro_batch = 64;       // sequences per rank per forward/backward
+  int64_t val_every = 125;        // 0: only at the end
+  int64_t val_tokens = 10485760;
+  double val_loss_target = 3.28;  // stop once val_loss <= target; 0: never
+  int64_t timing_warmup_steps = 10;  // first steps not counted in train_time
+  int64_t log_every = 1;
+  // What a non-finite loss or gradient (or a loss spike) does: "skip" the
+  // update, "rollback" to the last checkpoint with a lower lr, or "stop".
+  std::string on_divergence = "stop";
+  double spike_zscore = 0;     // > 0: a loss this many std devs above the window is a spike
+  int64_t spike_window = 128;  // losses the spike z-score is measured over
+  double rollback_lr_factor = 0.5;
+  int64_t max_rollbacks = 3;
+};
+
+// Fault injection for testing the recovery paths; off by default.
+struct DebugConfig {
+  int64_t inject_nan_step = -1;  // poison rank 0's loss once at this step
+};
+
+}  // namespace muonrun

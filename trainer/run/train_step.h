@@ -1,0 +1,74 @@
+// One optimizer step of training, shared by the training loop
+// (trainer/train.cpp) and bench_step (bench/bench_step.cpp), and the pieces
+// of a run both build the same way: batch plan, model, scalar agreement.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "models/gpt.h"
+#include "optim/optimizer.h"
+#include "trainer/config/config.h"
+#include "trainer/data/data_loader.h"
+#include "trainer/run/phase_timer.h"
+
+namespace muonrun {
+
+// The batch arithmetic of a run: global batch = world x micro x seq x accumulation.
+struct BatchPlan {
+  int64_t micro_batch, seq_len, accumulation, val_batches;
+};
+
+// Throws ConfigError when train.batch_tokens or train.val_tokens do not
+// divide into world x micro_batch x seq_len.
+BatchPlan plan_batches(const Config& config, int world);
+
+// The run's network: seeded with run.seed, on `device`, bf16 compute on CUDA.
+GPT make_model(const Config& config, const torch::Device& device);
+
+// Means over ranks of a few scalars, in one small all-reduce (`comm` null:
+// the values themselves); one host transfer.
+std::vector<double> mean_over_ranks(Communicator* comm, const torch::Device& device,
+                                    std::vector<torch::Tensor> scalars, PhaseTimer* timer = nullptr);
+
+// What a step works on.
+struct StepParts {
+  GPT& model;
+  Optimizer& optimizer;
+  DataLoader& data;
+  Communicator* comm;  // null for one process
+  torch::Device device;
+  BatchPlan plan;
+  PhaseTimer* timer = nullptr;  // bench_step's; null in training
+};
+
+// The training loop's say in a step.
+struct StepHooks {
+  // Applied to each micro-batch's loss before backward (debug.inject_nan_step).
+  std::function<torch::Tensor(int64_t micro, torch::Tensor loss)> change_loss;
+  // Given the agreed mean loss and whether every rank's gradients are
+  // finite: "" to apply the update, else why it is skipped. Empty: apply.
+  std::function<std::string(double loss, bool gradients_finite)> check;
+  // Whether this rank got a stop signal, asked after backward. Empty: no.
+  std::function<bool()> stop_requested;
+};
+
+// What one step produced, agreed on by all ranks.
+struct StepResult {
+  double loss;          // mean over micro-batches and ranks
+  std::string trouble;  // from hooks.check: the update was discarded
+  bool stop_requested;  // some rank got a stop signal
+};
+
+// Forward and backward over the plan's accumulation micro-batches, one
+// all-reduce agreeing on the loss, finite gradients and stop requests, then
+// the optimizer's update for `step` (0-based) or, when hooks.check objects,
+// its discard; gradients are dropped at the end. Does not synchronise the
+// device.
+StepResult training_step(StepParts& parts, int64_t step, const StepHooks& hooks = {});
+
+}  // namespace muonrun
