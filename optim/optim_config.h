@@ -6,7 +6,63 @@
 #include <cstdint>
 #include <string>
 
+#include "trainer/base/choice.h"
+
 namespace muonrun {
+
+// The choices of optim.* (see trainer/base/choice.h): each enum with its
+// table of names as config files spell them, in enum order.
+enum class MatrixOptimizer { muon, adamw };
+inline constexpr Choice<MatrixOptimizer> kMatrixOptimizerChoices[] = {
+    {"muon", MatrixOptimizer::muon}, {"adamw", MatrixOptimizer::adamw}};
+constexpr const auto& choices(MatrixOptimizer) { return kMatrixOptimizerChoices; }
+static_assert(choices_in_enum_order(kMatrixOptimizerChoices));
+
+enum class Preset { none, muon_adam, scion, muonmax, polargrad };
+inline constexpr Choice<Preset> kPresetChoices[] = {{"none", Preset::none},
+                                                    {"muon_adam", Preset::muon_adam},
+                                                    {"scion", Preset::scion},
+                                                    {"muonmax", Preset::muonmax},
+                                                    {"polargrad", Preset::polargrad}};
+constexpr const auto& choices(Preset) { return kPresetChoices; }
+static_assert(choices_in_enum_order(kPresetChoices));
+
+enum class Distribute { owner, replicated };
+inline constexpr Choice<Distribute> kDistributeChoices[] = {
+    {"owner", Distribute::owner}, {"replicated", Distribute::replicated}};
+constexpr const auto& choices(Distribute) { return kDistributeChoices; }
+static_assert(choices_in_enum_order(kDistributeChoices));
+
+enum class Polar { quintic, polar_express, svd };
+inline constexpr Choice<Polar> kPolarChoices[] = {
+    {"quintic", Polar::quintic}, {"polar_express", Polar::polar_express}, {"svd", Polar::svd}};
+constexpr const auto& choices(Polar) { return kPolarChoices; }
+static_assert(choices_in_enum_order(kPolarChoices));
+
+enum class ShapeFactor { original, match_rms_adamw, spectral };
+inline constexpr Choice<ShapeFactor> kShapeFactorChoices[] = {{"original", ShapeFactor::original},
+                                                              {"match_rms_adamw", ShapeFactor::match_rms_adamw},
+                                                              {"spectral", ShapeFactor::spectral}};
+constexpr const auto& choices(ShapeFactor) { return kShapeFactorChoices; }
+static_assert(choices_in_enum_order(kShapeFactorChoices));
+
+enum class SteepestMode { constrained, regularized };
+inline constexpr Choice<SteepestMode> kSteepestModeChoices[] = {
+    {"constrained", SteepestMode::constrained}, {"regularized", SteepestMode::regularized}};
+constexpr const auto& choices(SteepestMode) { return kSteepestModeChoices; }
+static_assert(choices_in_enum_order(kSteepestModeChoices));
+
+enum class OuterNorm { max, l2, hybrid };
+inline constexpr Choice<OuterNorm> kOuterNormChoices[] = {
+    {"max", OuterNorm::max}, {"l2", OuterNorm::l2}, {"hybrid", OuterNorm::hybrid}};
+constexpr const auto& choices(OuterNorm) { return kOuterNormChoices; }
+static_assert(choices_in_enum_order(kOuterNormChoices));
+
+enum class BackupNorm { ada_inf, sign, ada_2 };
+inline constexpr Choice<BackupNorm> kBackupNormChoices[] = {
+    {"ada_inf", BackupNorm::ada_inf}, {"sign", BackupNorm::sign}, {"ada_2", BackupNorm::ada_2}};
+constexpr const auto& choices(BackupNorm) { return kBackupNormChoices; }
+static_assert(choices_in_enum_order(kBackupNormChoices));
 
 struct ScheduleConfig {
   int64_t warmup_steps = 0;
@@ -22,7 +78,7 @@ struct AdamConfig {
   double eps = 1e-8;
   double weight_decay = 0;
   double matrix_lr = 0.008;  // hidden matrices, when optim.matrix_optimizer = adamw
-  // The thesis notes' knobs (seed 000 §3.3.1, §4; recipe §6).
+  // Ablation knobs: bias correction, zero init of the moments, nested EMA.
   bool bias_correction = true;  // divide m by 1-b1^t and v by 1-b2^t
   bool zero_init = true;        // m0 = v0 = 0; false: m0 = g1, v0 = g1^2
   bool nested = false;          // step EMA_b1(g / (sqrt(v) + eps)) instead of m / (sqrt(v) + eps)
@@ -44,25 +100,30 @@ struct MuonConfig {
   // With several ranks: "owner" gives each matrix to one rank (reduce-scatter
   // of gradients, Newton-Schulz on the owner, all-gather of weights);
   // "replicated" all-reduces gradients and every rank updates every matrix.
-  std::string distribute = "owner";
+  Distribute distribute = Distribute::owner;
   // Polar factor: Newton-Schulz with the fixed "quintic" or the per-step
-  // "polar_express" coefficients (recipe §4), or the exact "svd" (ablations).
-  std::string polar = "quintic";
+  // "polar_express" coefficients (Amsel et al. 2025, arXiv:2505.16932; see
+  // optim/newton_schulz.h), or the exact "svd" (ablations).
+  Polar polar = Polar::quintic;
   // Update scale per shape: "original" sqrt(max(1, rows/cols)),
   // "match_rms_adamw" 0.2 sqrt(max(rows, cols)), "spectral" sqrt(rows/cols).
-  std::string shape_factor = "original";
+  ShapeFactor shape_factor = ShapeFactor::original;
 };
 
-// Muon and AdamW as one steepest descent over all parameters (seed 003,
-// recipe §7); the defaults are the recipe's Muon + Adam.
+// Muon and AdamW as one steepest descent over all parameters (M. Crawshaw,
+// with C. Modi, M. Liu, R. M. Gower, talk "An Exploration of Non-Euclidean
+// Gradient Descent: Muon and its Many Variants", 2026; see
+// optim/steepest_descent.h); the defaults are the speedrun's Muon + Adam.
 struct SteepestConfig {
-  std::string mode = "constrained";    // or "regularized": step scaled by the dual norm
-  std::string outer_norm = "max";      // how layer norms combine: max, l2 or hybrid
-  std::string backup_norm = "ada_inf"; // norm of non-matrix parameters: ada_inf (Adam), sign, ada_2
-  bool stale_dual_norms = false;       // use the previous step's nuclear norms (one pass)
+  SteepestMode mode = SteepestMode::constrained;  // or regularized: step scaled by the dual norm
+  OuterNorm outer_norm = OuterNorm::max;          // how layer norms combine: max, l2 or hybrid
+  BackupNorm backup_norm = BackupNorm::ada_inf;   // norm of non-matrix parameters: ada_inf (Adam), sign, ada_2
+  bool stale_dual_norms = false;                  // use the previous step's nuclear norms (one pass)
 };
 
-// Momo step sizes (Schaipp et al. 2024; seed 003, recipe §7): never step past
+// Momo step sizes (Schaipp, Ohana, Eickenberg, Defazio, Gower, "MoMo: Momentum
+// Models for Adaptive Learning Rates", ICML 2024, arXiv:2305.07583; applied to
+// Muon in Crawshaw's talk, see optim/momo.h): never step past
 // the loss lower bound f_star predicted by the momentum model.
 struct MomoConfig {
   bool enabled = false;
@@ -71,8 +132,8 @@ struct MomoConfig {
 };
 
 struct OptimConfig {
-  std::string matrix_optimizer = "muon";  // or "adamw": AdamW for everything
-  std::string preset = "none";  // muon_adam, scion, muonmax, polargrad: see optim/presets.h
+  MatrixOptimizer matrix_optimizer = MatrixOptimizer::muon;  // or adamw: AdamW for everything
+  Preset preset = Preset::none;  // muon_adam, scion, muonmax, polargrad: see optim/presets.h
   AdamConfig adam;
   MuonConfig muon;
   SteepestConfig steepest;

@@ -6,47 +6,56 @@
 namespace muonrun {
 namespace {
 
-// The keys a preset sets, as (config key, accessor, value).
-struct PresetKey {
-  const char* key;
-  std::string& (*field)(OptimConfig&);
-  const char* value;
+// Sets one key of a preset: to the preset's value, unless the config set it
+// long-hand to a value that is neither its default nor the preset's.
+class PresetSetter {
+ public:
+  explicit PresetSetter(Preset preset) : preset_(preset) {}
+
+  template <class E>
+  void operator()(const char* key, E& field, E default_value, E value) const {
+    if (field != default_value && field != value)
+      throw ConfigError(std::string("optim.preset ") + name_of(preset_) + " sets optim." + key + " = " +
+                        name_of(value) + ", but the config sets it to " + name_of(field));
+    field = value;
+  }
+
+ private:
+  Preset preset_;
 };
-
-std::string& mode(OptimConfig& c) { return c.steepest.mode; }
-std::string& outer_norm(OptimConfig& c) { return c.steepest.outer_norm; }
-std::string& backup_norm(OptimConfig& c) { return c.steepest.backup_norm; }
-std::string& shape_factor(OptimConfig& c) { return c.muon.shape_factor; }
-
-std::vector<PresetKey> preset_keys(const std::string& preset) {
-  if (preset == "muon_adam")
-    return {{"steepest.mode", mode, "constrained"}, {"steepest.outer_norm", outer_norm, "max"},
-            {"steepest.backup_norm", backup_norm, "ada_inf"}};
-  if (preset == "scion")
-    return {{"steepest.mode", mode, "constrained"}, {"steepest.outer_norm", outer_norm, "max"},
-            {"steepest.backup_norm", backup_norm, "sign"}, {"muon.shape_factor", shape_factor, "spectral"}};
-  if (preset == "muonmax")
-    return {{"steepest.mode", mode, "regularized"}, {"steepest.outer_norm", outer_norm, "hybrid"},
-            {"steepest.backup_norm", backup_norm, "ada_2"}};
-  if (preset == "polargrad")
-    return {{"steepest.mode", mode, "regularized"}, {"steepest.outer_norm", outer_norm, "l2"},
-            {"steepest.backup_norm", backup_norm, "ada_2"}};
-  return {};
-}
 
 }  // namespace
 
 OptimConfig resolve_preset(const OptimConfig& optim) {
-  OptimConfig resolved = optim;
-  OptimConfig defaults;
-  for (const auto& k : preset_keys(optim.preset)) {
-    std::string& value = k.field(resolved);
-    if (value != k.field(defaults) && value != k.value)
-      throw ConfigError("optim.preset " + optim.preset + " sets optim." + k.key + " = " + k.value +
-                        ", but the config sets it to " + value);
-    value = k.value;
+  OptimConfig r = optim;
+  const OptimConfig d;
+  const PresetSetter set(optim.preset);
+  switch (optim.preset) {
+    case Preset::none:
+      break;
+    case Preset::muon_adam:
+      set("steepest.mode", r.steepest.mode, d.steepest.mode, SteepestMode::constrained);
+      set("steepest.outer_norm", r.steepest.outer_norm, d.steepest.outer_norm, OuterNorm::max);
+      set("steepest.backup_norm", r.steepest.backup_norm, d.steepest.backup_norm, BackupNorm::ada_inf);
+      break;
+    case Preset::scion:
+      set("steepest.mode", r.steepest.mode, d.steepest.mode, SteepestMode::constrained);
+      set("steepest.outer_norm", r.steepest.outer_norm, d.steepest.outer_norm, OuterNorm::max);
+      set("steepest.backup_norm", r.steepest.backup_norm, d.steepest.backup_norm, BackupNorm::sign);
+      set("muon.shape_factor", r.muon.shape_factor, d.muon.shape_factor, ShapeFactor::spectral);
+      break;
+    case Preset::muonmax:
+      set("steepest.mode", r.steepest.mode, d.steepest.mode, SteepestMode::regularized);
+      set("steepest.outer_norm", r.steepest.outer_norm, d.steepest.outer_norm, OuterNorm::hybrid);
+      set("steepest.backup_norm", r.steepest.backup_norm, d.steepest.backup_norm, BackupNorm::ada_2);
+      break;
+    case Preset::polargrad:
+      set("steepest.mode", r.steepest.mode, d.steepest.mode, SteepestMode::regularized);
+      set("steepest.outer_norm", r.steepest.outer_norm, d.steepest.outer_norm, OuterNorm::l2);
+      set("steepest.backup_norm", r.steepest.backup_norm, d.steepest.backup_norm, BackupNorm::ada_2);
+      break;
   }
-  return resolved;
+  return r;
 }
 
 }  // namespace muonrun

@@ -1,8 +1,13 @@
-// Named optimizers of the Muon-variants talk (seed 003, its table of 18
-// variants) as the long-hand settings they stand for:
-//   muon_adam  constrained, max, ada_inf  the recipe's Muon + Adam ("Muon")
+// Named optimizers of the Muon-variants talk (M. Crawshaw, with C. Modi,
+// M. Liu, R. M. Gower, "An Exploration of Non-Euclidean Gradient Descent: Muon
+// and its Many Variants", 2026; its table of 18 variants) as the long-hand
+// settings they stand for:
+//   muon_adam  constrained, max, ada_inf  the speedrun's Muon + Adam ("Muon")
 //   scion      constrained, max, sign     with shape_factor spectral: Scion's
-//                                         LMO sqrt(d_out/d_in) polar (recipe §7)
+//                                         LMO sqrt(d_out/d_in) polar (Pethick
+//                                         et al. 2025, "Training Deep Learning
+//                                         Models with Norm-Constrained LMOs",
+//                                         arXiv:2502.07529)
 //   muonmax    regularized, hybrid, ada_2
 //   polargrad  regularized, l2, ada_2
 // Add optim.momo.enabled for the "-Momo" rows of the talk.

@@ -112,6 +112,33 @@ TEST(Config, ChoiceListsAlternatives) {
   EXPECT_NE(e.find("'tpu' is not one of auto | cpu | cuda"), std::string::npos) << e;
 }
 
+// Every name of every choice reads into its enum and writes back unchanged
+// (config.yaml and config hashes spell choices by name).
+TEST(Config, EveryChoiceNameRoundTrips) {
+  const auto check = [](const std::string& key, const auto& table, auto field) {
+    for (const auto& choice : table) {
+      const Config c = load_config({}, {key + "=" + choice.name});
+      EXPECT_TRUE(field(c) == choice.value) << key << "=" << choice.name;
+      EXPECT_STREQ(name_of(field(c)), choice.name);
+      bool found = false;
+      for (const auto& [k, v] : flatten(c))
+        if (k == key) { EXPECT_EQ(v, choice.name); found = true; }
+      EXPECT_TRUE(found) << key;
+    }
+  };
+  check("run.log_level", kLogLevelChoices, [](const Config& c) { return c.run.log_level; });
+  check("run.device", kRunDeviceChoices, [](const Config& c) { return c.run.device; });
+  check("train.on_divergence", kOnDivergenceChoices, [](const Config& c) { return c.train.on_divergence; });
+  check("optim.matrix_optimizer", kMatrixOptimizerChoices, [](const Config& c) { return c.optim.matrix_optimizer; });
+  check("optim.preset", kPresetChoices, [](const Config& c) { return c.optim.preset; });
+  check("optim.muon.distribute", kDistributeChoices, [](const Config& c) { return c.optim.muon.distribute; });
+  check("optim.muon.polar", kPolarChoices, [](const Config& c) { return c.optim.muon.polar; });
+  check("optim.muon.shape_factor", kShapeFactorChoices, [](const Config& c) { return c.optim.muon.shape_factor; });
+  check("optim.steepest.mode", kSteepestModeChoices, [](const Config& c) { return c.optim.steepest.mode; });
+  check("optim.steepest.outer_norm", kOuterNormChoices, [](const Config& c) { return c.optim.steepest.outer_norm; });
+  check("optim.steepest.backup_norm", kBackupNormChoices, [](const Config& c) { return c.optim.steepest.backup_norm; });
+}
+
 TEST(Config, SyntaxErrorsAndMissingFiles) {
   auto f = write_temp("syntax.yaml", "model:\n  layers: [1, 2\n");
   std::string e = error_of([&] { load_config({f}, {}); });

@@ -274,7 +274,7 @@ std::vector<std::string> tiny_run_overrides(const fs::path& dir, int steps) {
 int collectives_worker() {
   try {
     const LaunchInfo launch = detect_launch();
-    const auto device = resolve_device("cuda", launch.local_rank);
+    const auto device = resolve_device(RunDevice::cuda, launch.local_rank);
     World world(launch, device, std::chrono::seconds(60));
     Communicator* comm = world.comm();
     if (!comm || comm->name() != "nccl" || comm->size() != 2) throw std::runtime_error("no 2-rank NCCL communicator");
@@ -415,7 +415,7 @@ TEST(CudaCollectives, NcclAtWorldSizeOneThroughTheLaunchPath) {
   const LaunchInfo launch = detect_launch();
   ASSERT_EQ(launch.launcher, Launcher::Torchrun);
   ASSERT_EQ(launch.size, 1);
-  const auto device = resolve_device("cuda", launch.local_rank);
+  const auto device = resolve_device(RunDevice::cuda, launch.local_rank);
   ASSERT_TRUE(device.is_cuda());
   World world(launch, device, std::chrono::seconds(60));
   Communicator* comm = world.comm();

@@ -15,18 +15,9 @@ namespace {
 constexpr const char* kConsolePattern = "%v";
 constexpr const char* kFilePattern = "[%Y-%m-%d %H:%M:%S.%e] [%l] %v";
 
-spdlog::level::level_enum parse_level(const std::string& level) {
-  auto parsed = spdlog::level::from_str(level);
-  // from_str answers `off` for names it does not know; the config schema
-  // already restricts the choices, so this only guards programming errors.
-  if (parsed == spdlog::level::off && level != "off")
-    throw std::invalid_argument("unknown log level '" + level + "'");
-  return parsed;
-}
-
-void install(std::vector<spdlog::sink_ptr> sinks, const std::string& level) {
+void install(std::vector<spdlog::sink_ptr> sinks, spdlog::level::level_enum level) {
   auto logger = std::make_shared<spdlog::logger>("muonrun", sinks.begin(), sinks.end());
-  logger->set_level(parse_level(level));
+  logger->set_level(level);
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
 }
@@ -39,9 +30,9 @@ spdlog::sink_ptr console_sink() {
 
 }  // namespace
 
-void init_console_logging(const std::string& level) { install({console_sink()}, level); }
+void init_console_logging(spdlog::level::level_enum level) { install({console_sink()}, level); }
 
-void init_run_logging(int rank, const std::string& level, const std::string& run_dir) {
+void init_run_logging(int rank, spdlog::level::level_enum level, const std::string& run_dir) {
   std::vector<spdlog::sink_ptr> sinks;
   if (rank == 0) sinks.push_back(console_sink());
   std::filesystem::create_directories(run_dir);

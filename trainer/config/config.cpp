@@ -25,16 +25,18 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // ---------------------------------------------------------------------------
 // The schema: every key, in the order `muonrun config` prints them. A visitor
-// V provides section(), number(), flag(), text() and choice().
+// V provides section(), number(), flag(), text() and choice(); a choice is an
+// enum field with its table of names (the *_config.h next to the enum), which
+// every visitor reads through, so names are parsed and written in one place.
 // ---------------------------------------------------------------------------
 template <class V>
 void visit_config(V& v, Config& c) {
   v.section("run", [&] {
     v.text("name", c.run.name, "run name; the run directory defaults to runs/<name>");
     v.text("dir", c.run.dir, "run directory (empty: runs/<name>)");
-    v.choice("log_level", c.run.log_level, {"trace", "debug", "info", "warn", "error"},
+    v.choice("log_level", c.run.log_level, kLogLevelChoices,
              "log level of console and log files");
-    v.choice("device", c.run.device, {"auto", "cpu", "cuda"}, "auto: cuda when available");
+    v.choice("device", c.run.device, kRunDeviceChoices, "auto: cuda when available");
     v.number("cpu_threads", c.run.cpu_threads, int64_t{0}, int64_t{4096},
              "intra-op CPU threads per rank (0: cores / ranks on the node)");
     v.number("seed", c.run.seed, int64_t{0}, kMaxInt, "seed of parameter init and sampling");
@@ -73,7 +75,7 @@ void visit_config(V& v, Config& c) {
     v.number("timing_warmup_steps", c.train.timing_warmup_steps, int64_t{0}, kMaxInt,
              "first steps left out of train_time");
     v.number("log_every", c.train.log_every, int64_t{1}, kMaxInt, "log a train line every N steps");
-    v.choice("on_divergence", c.train.on_divergence, {"skip", "rollback", "stop"},
+    v.choice("on_divergence", c.train.on_divergence, kOnDivergenceChoices,
              "non-finite loss/gradient or loss spike: skip the update, roll back, or stop");
     v.number("spike_zscore", c.train.spike_zscore, 0.0, kInf,
              "loss z-score above which a step is a spike (0: off)");
@@ -91,9 +93,9 @@ void visit_config(V& v, Config& c) {
              "fraction of steps with linear decay to 0");
   });
   v.section("optim", [&] {
-    v.choice("matrix_optimizer", c.optim.matrix_optimizer, {"muon", "adamw"},
+    v.choice("matrix_optimizer", c.optim.matrix_optimizer, kMatrixOptimizerChoices,
              "optimizer of the hidden matrices");
-    v.choice("preset", c.optim.preset, {"none", "muon_adam", "scion", "muonmax", "polargrad"},
+    v.choice("preset", c.optim.preset, kPresetChoices,
              "named variant: sets optim.steepest.* (and shape_factor for scion)");
     v.section("adam", [&] {
       v.number("embed_lr", c.optim.adam.embed_lr, 0.0, kInf, "token embedding lr");
@@ -125,19 +127,19 @@ void visit_config(V& v, Config& c) {
       v.number("ns_steps", c.optim.muon.ns_steps, int64_t{1}, int64_t{100},
                "Newton-Schulz iterations");
       v.number("weight_decay", c.optim.muon.weight_decay, 0.0, kInf, "decoupled weight decay");
-      v.choice("distribute", c.optim.muon.distribute, {"owner", "replicated"},
+      v.choice("distribute", c.optim.muon.distribute, kDistributeChoices,
                "several ranks: one owner per matrix, or every rank computes all");
-      v.choice("polar", c.optim.muon.polar, {"quintic", "polar_express", "svd"},
+      v.choice("polar", c.optim.muon.polar, kPolarChoices,
                "polar factor: Newton-Schulz coefficients, or exact (SVD)");
-      v.choice("shape_factor", c.optim.muon.shape_factor, {"original", "match_rms_adamw", "spectral"},
+      v.choice("shape_factor", c.optim.muon.shape_factor, kShapeFactorChoices,
                "update scale by matrix shape");
     });
     v.section("steepest", [&] {
-      v.choice("mode", c.optim.steepest.mode, {"constrained", "regularized"},
+      v.choice("mode", c.optim.steepest.mode, kSteepestModeChoices,
                "step = lr x LMO, or lr x dual norm x LMO");
-      v.choice("outer_norm", c.optim.steepest.outer_norm, {"max", "l2", "hybrid"},
+      v.choice("outer_norm", c.optim.steepest.outer_norm, kOuterNormChoices,
                "combination of the per-layer norms");
-      v.choice("backup_norm", c.optim.steepest.backup_norm, {"ada_inf", "sign", "ada_2"},
+      v.choice("backup_norm", c.optim.steepest.backup_norm, kBackupNormChoices,
                "norm of the non-matrix parameters (ada_inf: Adam)");
       v.flag("stale_dual_norms", c.optim.steepest.stale_dual_norms,
              "use the previous step's nuclear norms (one pass over the matrices)");
@@ -265,18 +267,14 @@ class Applier {
       fail(node, path, "not valid UTF-8 text (YAML cannot hold it): " + json::quote(value));
   }
 
-  void choice(const char* key, std::string& value, std::initializer_list<const char*> choices,
-              const char* help) {
+  template <class E, size_t N>
+  void choice(const char* key, E& value, const Choice<E> (&choices)[N], const char* help) {
     YAML::Node node = lookup(key);
     if (!node) return;
     std::string path = join_path(path_, key);
     std::string parsed = scalar<std::string>(node, path, "a string");
-    std::string listed;
-    for (const char* c : choices) {
-      if (parsed == c) { value = parsed; return; }
-      listed += listed.empty() ? c : std::string(" | ") + c;
-    }
-    fail(node, path, "'" + parsed + "' is not one of " + listed);
+    if (const Choice<E>* found = find_choice(choices, parsed)) { value = found->value; return; }
+    fail(node, path, "'" + parsed + "' is not one of " + choice_list(choices));
   }
 
   // A top-level key outside the schema (`base`) that finish() accepts; the
@@ -409,11 +407,9 @@ class YamlWriter {
   void text(const char* key, std::string& value, const char* help) {
     out_ << YAML::Key << key << YAML::Value << YAML::DoubleQuoted << value << YAML::Comment(help);
   }
-  void choice(const char* key, std::string& value, std::initializer_list<const char*> choices,
-              const char* help) {
-    std::string listed;
-    for (const char* c : choices) listed += listed.empty() ? c : std::string(" | ") + c;
-    emit(key, value, std::string(help) + " (" + listed + ")");
+  template <class E, size_t N>
+  void choice(const char* key, E& value, const Choice<E> (&choices)[N], const char* help) {
+    emit(key, name_of(value), std::string(help) + " (" + choice_list(choices) + ")");
   }
 
   std::string str() {
@@ -440,9 +436,9 @@ class Flattener {
   void number(const char* key, T& value, T, T, const char*) { add(key, format_value(value)); }
   void flag(const char* key, bool& value, const char*) { add(key, format_value(value)); }
   void text(const char* key, std::string& value, const char*) { add(key, value); }
-  void choice(const char* key, std::string& value, std::initializer_list<const char*>,
-              const char*) {
-    add(key, value);
+  template <class E, size_t N>
+  void choice(const char* key, E& value, const Choice<E> (&)[N], const char*) {
+    add(key, name_of(value));
   }
   std::vector<std::pair<std::string, std::string>> entries;
 
@@ -598,6 +594,17 @@ std::string to_yaml(const Config& config) {
   Config copy = config;  // the visitor takes non-const references
   visit_config(writer, copy);
   return writer.str();
+}
+
+spdlog::level::level_enum spdlog_level(LogLevel level) {
+  switch (level) {
+    case LogLevel::trace: return spdlog::level::trace;
+    case LogLevel::debug: return spdlog::level::debug;
+    case LogLevel::info: return spdlog::level::info;
+    case LogLevel::warn: return spdlog::level::warn;
+    case LogLevel::error: return spdlog::level::err;
+  }
+  throw std::logic_error("run.log_level: not a LogLevel value");
 }
 
 std::vector<std::pair<std::string, std::string>> flatten(const Config& config) {

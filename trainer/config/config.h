@@ -13,6 +13,8 @@
 // adding a field means adding it to its component's struct and naming it once there.
 #pragma once
 
+#include <spdlog/common.h>
+
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -63,5 +65,8 @@ std::string to_yaml(const Config& config);
 // Every key as (full.key.path, value as text), in schema order: used to list
 // differences between two configs and to hash a config.
 std::vector<std::pair<std::string, std::string>> flatten(const Config& config);
+
+// The spdlog level of run.log_level.
+spdlog::level::level_enum spdlog_level(LogLevel level);
 
 }  // namespace muonrun

@@ -9,9 +9,13 @@
 
 namespace muonrun {
 
-torch::Device resolve_device(const std::string& setting, int local_rank) {
+torch::Device resolve_device(RunDevice setting, int local_rank) {
   const bool cuda = torch::cuda::is_available();
-  if (setting == "cpu" || (setting == "auto" && !cuda)) return torch::kCPU;
+  switch (setting) {
+    case RunDevice::cpu: return torch::kCPU;
+    case RunDevice::automatic: if (!cuda) return torch::kCPU; break;
+    case RunDevice::cuda: break;
+  }
   if (!cuda)
     throw std::runtime_error("run.device=cuda, but this LibTorch has no CUDA or no GPU is visible");
   const auto count = static_cast<int>(torch::cuda::device_count());

@@ -5,12 +5,14 @@
 
 #include <string>
 
+#include "trainer/run/run_config.h"
+
 namespace muonrun {
 
 // run.device: "cpu", "cuda" (GPU number local_rank; an error when LibTorch has
 // no CUDA or no GPU is visible) or "auto" (cuda when available, else cpu).
 // A GPU it returns is also made the current device.
-torch::Device resolve_device(const std::string& setting, int local_rank);
+torch::Device resolve_device(RunDevice setting, int local_rank);
 
 // Prepares the host side for training: `threads` intra-op threads (0: the
 // machine's cores divided among `ranks_on_node`), and a malloc that keeps freed

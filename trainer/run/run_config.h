@@ -6,13 +6,37 @@
 #include <cstdint>
 #include <string>
 
+#include "trainer/base/choice.h"
+
 namespace muonrun {
+
+enum class LogLevel { trace, debug, info, warn, error };
+inline constexpr Choice<LogLevel> kLogLevelChoices[] = {
+    {"trace", LogLevel::trace}, {"debug", LogLevel::debug}, {"info", LogLevel::info},
+    {"warn", LogLevel::warn},   {"error", LogLevel::error}};
+constexpr const auto& choices(LogLevel) { return kLogLevelChoices; }
+static_assert(choices_in_enum_order(kLogLevelChoices));
+
+// run.device: "automatic" is spelt `auto` in config files.
+enum class RunDevice { automatic, cpu, cuda };
+inline constexpr Choice<RunDevice> kRunDeviceChoices[] = {
+    {"auto", RunDevice::automatic}, {"cpu", RunDevice::cpu}, {"cuda", RunDevice::cuda}};
+constexpr const auto& choices(RunDevice) { return kRunDeviceChoices; }
+static_assert(choices_in_enum_order(kRunDeviceChoices));
+
+// What a non-finite loss or gradient (or a loss spike) does: skip the
+// update, roll back to the last checkpoint with a lower lr, or stop.
+enum class OnDivergence { skip, rollback, stop };
+inline constexpr Choice<OnDivergence> kOnDivergenceChoices[] = {
+    {"skip", OnDivergence::skip}, {"rollback", OnDivergence::rollback}, {"stop", OnDivergence::stop}};
+constexpr const auto& choices(OnDivergence) { return kOnDivergenceChoices; }
+static_assert(choices_in_enum_order(kOnDivergenceChoices));
 
 struct RunConfig {
   std::string name = "speedrun";
   std::string dir;  // empty: runs/<name>
-  std::string log_level = "info";
-  std::string device = "auto";  // auto: cuda when available, else cpu
+  LogLevel log_level = LogLevel::info;
+  RunDevice device = RunDevice::automatic;  // auto: cuda when available, else cpu
   int64_t cpu_threads = 0;      // 0: the node's cores divided among its ranks
   int64_t seed = 0;
 };
@@ -28,7 +52,7 @@ struct TrainConfig {
   int64_t log_every = 1;
   // What a non-finite loss or gradient (or a loss spike) does: "skip" the
   // update, "rollback" to the last checkpoint with a lower lr, or "stop".
-  std::string on_divergence = "stop";
+  OnDivergence on_divergence = OnDivergence::stop;
   double spike_zscore = 0;     // > 0: a loss this many std devs above the window is a spike
   int64_t spike_window = 128;  // losses the spike z-score is measured over
   double rollback_lr_factor = 0.5;

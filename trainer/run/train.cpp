@@ -223,15 +223,15 @@ class Run {
 
   // Applies train.on_divergence to a bad step; returns true after a rollback.
   bool recover_from_divergence(int64_t step, const std::string& trouble) {
-    const std::string& policy = config_.train.on_divergence;
-    if (policy == "skip") {
+    const OnDivergence policy = config_.train.on_divergence;
+    if (policy == OnDivergence::skip) {
       ++skipped_steps_;
       spdlog::warn("step {}: {}; update skipped (train.on_divergence=skip, {} skipped so far)", step + 1, trouble,
                    skipped_steps_);
       return false;
     }
     const auto latest = find_latest_checkpoint(dir_);
-    if (policy == "rollback" && latest && state_.rollbacks < config_.train.max_rollbacks) {
+    if (policy == OnDivergence::rollback && latest && state_.rollbacks < config_.train.max_rollbacks) {
       const double lr_scale = state_.lr_scale * config_.train.rollback_lr_factor;
       const int64_t rollbacks = state_.rollbacks + 1;
       spdlog::warn("step {}: {}; rolling back to {} with lr x{} (rollback {} of {})", step + 1, trouble, *latest,
@@ -244,7 +244,7 @@ class Run {
       if (metrics_) metrics_ = std::make_unique<MetricsFile>(dir_ + "/metrics.jsonl");
       return true;
     }
-    std::string why = policy == "stop" ? "train.on_divergence=stop"
+    std::string why = policy == OnDivergence::stop ? "train.on_divergence=stop"
                       : !latest        ? "no checkpoint to roll back to"
                                        : "train.max_rollbacks reached";
     throw DivergedError(fmt::format("step {}: {}; stopping ({}). Last complete checkpoint: {}", step + 1, trouble,
@@ -309,7 +309,7 @@ std::string run_directory(const Config& config) {
 TrainSummary run_training(const Config& config, const TrainOptions& options) {
   const LaunchInfo launch = detect_launch();
   const std::string run_dir = run_directory(config);
-  init_run_logging(launch.rank, config.run.log_level, run_dir);
+  init_run_logging(launch.rank, spdlog_level(config.run.log_level), run_dir);
   install_stop_handlers();
   const torch::Device device = resolve_device(config.run.device, launch.local_rank);
   configure_host(config.run.cpu_threads, launch.local_size);

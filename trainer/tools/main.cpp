@@ -37,8 +37,8 @@ int main(int argc, char** argv) {
   CLI::App app{"muonrun: NanoGPT speedrun trainer (Muon + AdamW, data parallel)"};
   app.require_subcommand(1);
   std::string log_level = "info";
-  app.add_option("--log-level", log_level, "trace | debug | info | warn | error")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--log-level", log_level, choice_list(kLogLevelChoices))
+      ->check(CLI::IsMember(choice_names(kLogLevelChoices)));
 
   ConfigOptions config_options;
   auto* config_cmd = app.add_subcommand("config", "print the effective config as YAML");
@@ -84,11 +84,13 @@ int main(int argc, char** argv) {
   sample_cmd->add_option("--seed", sample.seed, "sampling seed")->capture_default_str();
   sample_cmd->add_option("--vocab", sample.vocab_dir, "directory with encoder.json, vocab.bpe")
       ->capture_default_str();
-  sample_cmd->add_option("--device", sample.device, "auto | cpu | cuda")->capture_default_str();
+  sample_cmd->add_option("--device", sample.device, choice_list(kRunDeviceChoices))
+      ->check(CLI::IsMember(choice_names(kRunDeviceChoices)))
+      ->capture_default_str();
 
   ToyOptions toy;
   ConfigOptions toy_config;
-  auto* toy_cmd = app.add_subcommand("toy", "compare optimizers on the thesis notes' toy problems");
+  auto* toy_cmd = app.add_subcommand("toy", "compare optimizers on small toy problems (linreg, quadratic, softmax, mlp)");
   add_config_options(toy_cmd, toy_config);
   toy_cmd->add_option("--problems", toy.problems, "linreg, quadratic, softmax, mlp (default: all)")
       ->delimiter(',')
@@ -114,7 +116,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? kExitOk : kExitError;
   }
   try {
-    init_console_logging(log_level);
+    init_console_logging(spdlog_level(find_choice(kLogLevelChoices, log_level)->value));  // checked by CLI::IsMember
     if (config_cmd->parsed()) {
       std::cout << to_yaml(load_config(config_options.files, config_options.overrides));
     } else if (prepare_cmd->parsed()) {

@@ -47,7 +47,10 @@ std::string run_sampling(const SampleOptions& options) {
   const Config config = checkpoint_config(checkpoint);
   GPT model(config.model);
   load_model_weights(checkpoint, model);
-  const auto device = resolve_device(options.device, 0);
+  const Choice<RunDevice>* setting = find_choice(kRunDeviceChoices, options.device);
+  if (!setting)
+    throw std::invalid_argument("--device: '" + options.device + "' is not one of " + choice_list(kRunDeviceChoices));
+  const auto device = resolve_device(setting->value, 0);
   configure_host(0, 1);
   model->to(device);
   if (device.is_cuda()) model->set_compute_dtype(torch::kBFloat16);

@@ -80,7 +80,7 @@ std::string cell_text(const Cell& cell) {
 
 std::string lrs_text(const Config& c) {
   const auto& a = c.optim.adam;
-  if (c.optim.matrix_optimizer == "adamw")
+  if (c.optim.matrix_optimizer == MatrixOptimizer::adamw)
     return fmt::format("- | {:g} / {:g} / {:g} / {:g}", a.embed_lr, a.head_lr, a.scalar_lr, a.matrix_lr);
   return fmt::format("{:g} | {:g} / {:g} / {:g}", c.optim.muon.lr, a.embed_lr, a.head_lr, a.scalar_lr);
 }
@@ -186,7 +186,7 @@ void write_sweep_report(const SweepPlan& plan, const std::vector<SweepRun>& runs
       "| Variant | Name | lr x | Muon lr | AdamW lr (embed / head / scalar{}) | Final val loss | Val ppl | "
       "Final train loss | ms/step |\n|---|---|---|---|---|---|---|---|---|\n",
       plan.title, plan.name, runs.size(), plan.variants.size(), fmt::join(plan.seeds, ", "), first.train.steps,
-      first.train.batch_tokens, first.train.val_tokens, first.optim.matrix_optimizer == "adamw" ? " / matrix" : "");
+      first.train.batch_tokens, first.train.val_tokens, first.optim.matrix_optimizer == MatrixOptimizer::adamw ? " / matrix" : "");
   std::vector<std::optional<double>> best(plan.variants.size());
   for (size_t v = 0; v < plan.variants.size(); ++v) {
     for (const auto& [multiplier, cell] : cells[v])

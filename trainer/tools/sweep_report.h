@@ -1,7 +1,7 @@
 // The results of a sweep (trainer/sweep.h), from the runs' metrics.jsonl:
 //   results.md   per variant its best lr multiplier, with the final
 //                validation loss as mean ± std over seeds (like the tables of
-//                the thesis notes and the Muon-variants talk), and the whole
+//                Crawshaw's Muon-variants talk, optim/presets.h), and the whole
 //                variant x lr grid
 //   results.csv  one row per run
 //   plots/       <name>_val.png, <name>_train.png (loss curves of each

@@ -15,9 +15,9 @@
 namespace muonrun {
 namespace {
 
-// Sizes (the notes leave them open): N samples of d features, D outputs
-// (also the number of classes, as the notes generate W* "as in the linear
-// regression case"), minibatches of B; the quadratic's W is m x n.
+// Sizes (our choice): N samples of d features, D outputs (also the number of
+// classes, as the classification data reuse the linear regression's W*),
+// minibatches of B; the quadratic's W is m x n.
 constexpr int64_t kSamples = 1024, kFeatures = 32, kOutputs = 16, kHidden = 64, kBatch = 128;
 constexpr int64_t kRows = 32, kCols = 16;
 
@@ -65,7 +65,7 @@ class SupervisedProblem : public ToyProblem {
   Batches batches_;
 };
 
-// Notes §5.3.1: X ~ N(0, 1), W* ~ N(0, 1/d) (so XW* has unit variance),
+// Multi-output linear regression: X ~ N(0, 1), W* ~ N(0, 1/d) (so XW* has unit variance),
 // noise of output j ~ N(0, sigma_j^2) with sigma_j evenly spaced in [0.1, 1].
 class LinearRegression : public SupervisedProblem {
  public:
@@ -77,7 +77,7 @@ class LinearRegression : public SupervisedProblem {
   }
 
  private:
-  // ||Y - X W^T||_F^2 per sample (the notes' sum, divided by the batch so
+  // ||Y - X W^T||_F^2 per sample (the sum over the batch, divided by it so
   // that the lr does not depend on it).
   torch::Tensor of(const torch::Tensor& X, const torch::Tensor& Y) const override {
     return (Y - X.mm(W_.t())).pow(2).sum() / X.size(0);
@@ -85,7 +85,7 @@ class LinearRegression : public SupervisedProblem {
   torch::Tensor W_;
 };
 
-// Notes §5.3.2: q(W) = tr(W^T Q W) / 2 with Q symmetric positive definite:
+// Matrix quadratic: q(W) = tr(W^T Q W) / 2 with Q symmetric positive definite:
 // Q = U diag(lambda) U^T, U a random rotation, lambda log-spaced from 1 down
 // to 0.01 (condition number 100).
 class MatrixQuadratic : public ToyProblem {
@@ -102,7 +102,7 @@ class MatrixQuadratic : public ToyProblem {
   torch::Tensor Q_, W_;
 };
 
-// Notes §5.3.3: X and W* as in the linear regression, P = softmax(X W*) +
+// Classification data: X and W* as in the linear regression, P = softmax(X W*) +
 // noise (N(0, 0.05^2), about half the mean probability), labels argmax P.
 struct Labels {
   torch::Tensor X, y;
@@ -114,7 +114,7 @@ Labels classification_data() {
   return {X, P.argmax(1)};
 }
 
-// Softmax regression with the notes' (d+1) x K weights: X gains a column of
+// Softmax regression with (d+1) x K weights: X gains a column of
 // ones for the bias.
 class SoftmaxRegression : public SupervisedProblem {
  public:
@@ -132,7 +132,7 @@ class SoftmaxRegression : public SupervisedProblem {
   torch::Tensor W_;
 };
 
-// Notes §5.3.4 (no details given): one hidden ReLU layer, He-initialised,
+// Small MLP (sizes our choice): one hidden ReLU layer, He-initialised,
 // with biases, on the softmax problem's data.
 class SmallMlp : public SupervisedProblem {
  public:

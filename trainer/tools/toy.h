@@ -1,5 +1,5 @@
-// `muonrun toy`: the optimizers of the family on the simple problems of the
-// thesis notes (seed 000 §5.3), where each runs in milliseconds:
+// `muonrun toy`: the optimizers of the family on four simple problems, where
+// each runs in milliseconds:
 //   linreg     multi-output linear regression  Y = X W* + noise, loss ||Y - X W||_F^2 / batch
 //   quadratic  matrix quadratic                q(W) = tr(W^T Q W) / 2, full gradient
 //   softmax    softmax (multinomial logistic) regression on labels argmax(softmax(X W*) + noise)
