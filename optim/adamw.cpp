@@ -42,11 +42,12 @@ void AdamW::advance() {
       auto& s = state_.at(p.name);
       s.step += 1;
       // Not zero-initialised: the moments start at the first gradient, so
-      // that the first EMA update leaves them there (notes §4).
+      // that the first EMA update leaves them there (m1 = g1, v1 = g1^2).
       const bool start_at_gradient = !config_.zero_init && s.step == 1;
       if (start_at_gradient) s.exp_avg_sq.copy_(grad * grad);
       s.exp_avg_sq.mul_(b2).addcmul_(grad, grad, 1 - b2);
-      // Nested EMA (notes §3.3.1): the momentum of the normalised gradient.
+      // Nested EMA, s = b1 s + (1-b1) g / (sqrt(v) + eps): the momentum of the
+      // normalised gradient.
       auto first = config_.nested ? grad / denominator(s, group.eps) : grad;
       if (start_at_gradient) s.exp_avg.copy_(first);
       s.exp_avg.mul_(b1).add_(first, 1 - b1);

@@ -3,8 +3,8 @@
 //   W = (1 - lr*wd) W
 //   m = b1 m + (1-b1) g            v = b2 v + (1-b2) g^2
 //   W = W - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
-// Written here (rather than used from LibTorch) so that the variants of the
-// thesis notes (seed 000 §3.3.1, §4; recipe §6) can follow and so its state
+// Written here (rather than used from LibTorch) so that the ablation variants
+// below (bias correction, zero init, nested EMA) can follow and so its state
 // is ours to checkpoint and shard:
 //   bias_correction = false   the divisions by 1-b1^t and 1-b2^t are left out
 //   zero_init = false         m0 = g1, v0 = g1^2 instead of 0 (so m1 = g1, v1 = g1^2)
@@ -12,7 +12,8 @@
 //                             and W = W - lr s^ (s^ = s/(1-b1^t) with bias correction)
 //   per-group eps
 // The first step of the four bias-correction x zero-init combinations is then
-// lr x sign(g1) x (1, (1-b1)/sqrt(1-b2), sqrt(1-b2)/(1-b1), 1) up to eps (notes §4).
+// lr x sign(g1) x (1, (1-b1)/sqrt(1-b2), sqrt(1-b2)/(1-b1), 1) up to eps
+// (in the order BC+ZI, no BC+ZI, BC+no ZI, no BC+no ZI).
 //
 // For the steepest-descent variants (optim/steepest_descent.h) a step splits
 // into advance() (the moments), dual_norms() and apply() with any backup norm.

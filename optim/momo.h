@@ -1,5 +1,8 @@
-// Momo step sizes (Schaipp et al. 2024) on top of any steepest descent of
-// optim/steepest_descent.h (seed 003, "Momo for Muon"; recipe §7).
+// Momo step sizes (Schaipp, Ohana, Eickenberg, Defazio, Gower, "MoMo: Momentum
+// Models for Adaptive Learning Rates", ICML 2024, arXiv:2305.07583) on top of
+// any steepest descent of optim/steepest_descent.h, as proposed for Muon in
+// M. Crawshaw's talk "An Exploration of Non-Euclidean Gradient Descent: Muon
+// and its Many Variants" (2026).
 //
 // The loss at the current weights w_t is modelled by the momentum average of
 // first-order models of the past losses,

@@ -1,6 +1,7 @@
 #include "optim/muon.h"
 
 #include <cmath>
+#include <stdexcept>
 
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
@@ -86,14 +87,27 @@ double Muon::momentum_dot_weights(size_t index) const {
   return (momentum_.at(p.name).to(torch::kDouble) * p.tensor.to(torch::kDouble)).sum().item<double>();
 }
 
+namespace {
+
+// The Newton-Schulz coefficients of optim.muon.polar (svd computes the polar
+// factor exactly and keeps the quintic schedule unused, as before).
+NewtonSchulzSchedule polar_schedule(Polar polar) {
+  switch (polar) {
+    case Polar::quintic: return quintic_schedule();
+    case Polar::polar_express: return polar_express_schedule();
+    case Polar::svd: return quintic_schedule();
+  }
+  throw std::logic_error("optim.muon.polar: not a Polar value");
+}
+
+}  // namespace
+
 MuonStep Muon::step_hyper(double lr_multiplier, int64_t step) const {
   MuonStep hyper{config_.lr * lr_multiplier, muon_momentum(step, config_), config_.nesterov,
                  config_.ns_steps, config_.weight_decay,
-                 config_.polar == "polar_express" ? polar_express_schedule() : quintic_schedule()};
-  hyper.exact_polar = config_.polar == "svd";
-  hyper.shape = config_.shape_factor == "match_rms_adamw" ? ShapeFactor::match_rms_adamw
-                : config_.shape_factor == "spectral"      ? ShapeFactor::spectral
-                                                          : ShapeFactor::original;
+                 polar_schedule(config_.polar)};
+  hyper.exact_polar = config_.polar == Polar::svd;
+  hyper.shape = config_.shape_factor;
   return hyper;
 }
 

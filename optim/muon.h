@@ -1,12 +1,13 @@
-// Muon (Jordan et al.): momentum, then orthogonalisation, for the 2-D hidden
-// matrices (recipe §4). One update of a matrix W with gradient G:
+// Muon (KellerJordan/Muon; K. Jordan et al., "Muon: An optimizer for hidden
+// layers in neural networks", blog post, 2024): momentum, then
+// orthogonalisation, for the 2-D hidden matrices. One update of a matrix W with gradient G:
 //   M = mu M + (1-mu) G                      (EMA momentum)
 //   U = (1-mu) G + mu M   if Nesterov, else M
 //   O = polar(U)                             Newton-Schulz (bf16 on CUDA, fp32 on
 //                                            the CPU; quintic or Polar Express
 //                                            coefficients) or exact (SVD)
 //   W = (1 - lr wd) W - lr k s O
-// with s the shape factor (muon.shape_factor) and k = 1 for the recipe (the
+// with s the shape factor (muon.shape_factor) and k = 1 for plain Muon (the
 // steepest-descent variants scale it, optim/steepest_descent.h). s O is the
 // LMO of the norm ||.||_{2->2} / s, whose dual norm s <U, O> is the nuclear
 // norm of U (times s) when O is the exact polar factor.
@@ -25,7 +26,7 @@
 
 namespace muonrun {
 
-enum class ShapeFactor { original, match_rms_adamw, spectral };
+// ShapeFactor: optim/optim_config.h.
 
 // Everything one matrix update needs, resolved for the current step.
 struct MuonStep {
@@ -39,9 +40,11 @@ struct MuonStep {
   ShapeFactor shape = ShapeFactor::original;
 };
 
-// Recipe §4: "original" sqrt(max(1, rows/cols)) keeps the update's RMS
-// comparable across shapes; "match_rms_adamw" (Moonlight) 0.2 sqrt(max(rows,
-// cols)) matches AdamW's update RMS; "spectral" sqrt(fan_out/fan_in) =
+// The first two are the adjust_lr_fn choices of torch.optim.Muon (PyTorch
+// 2.9+): "original" sqrt(max(1, rows/cols)) keeps the update's RMS comparable across shapes;
+// "match_rms_adamw" 0.2 sqrt(max(rows, cols)) matches AdamW's update RMS
+// (Moonlight: Liu et al. 2025, "Muon is Scalable for LLM Training",
+// arXiv:2502.16982); "spectral" sqrt(fan_out/fan_in) =
 // sqrt(rows/cols) for a [out, in] weight.
 double muon_shape_factor(int64_t rows, int64_t cols, ShapeFactor shape = ShapeFactor::original);
 

@@ -1,6 +1,6 @@
 // Which rank runs Newton-Schulz for which matrix in owner-distributed Muon
-// (recipe §5, records 15-24): matrices of one size are taken `world` at a
-// time, in the order their gradients become ready, into a shard whose slot r
+// (KellerJordan/modded-nanogpt records 15-24, train_gpt2.py): matrices of one
+// size are taken `world` at a time, in the order their gradients become ready, into a shard whose slot r
 // belongs to rank r. Full shards give every rank the same work; the last,
 // partial shard of each size gives its matrices to the ranks with the least
 // Newton-Schulz work so far (largest matrices placed first), so the plan is
@@ -17,7 +17,7 @@ struct MatrixShape {
 };
 
 // Newton-Schulz FLOPs for one m x n matrix (m <= n after transposing):
-// steps x (4 m^2 n + 2 m^3), recipe §4.
+// steps x (4 m^2 n + 2 m^3): X X^T and B X are 2 m^2 n each, A A is 2 m^3.
 double newton_schulz_flops(const MatrixShape& shape, int64_t steps);
 
 struct MuonShardPlan {

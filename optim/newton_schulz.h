@@ -25,7 +25,9 @@ struct NewtonSchulzSchedule {
 // land in about [0.68, 1.13] after 5 steps.
 NewtonSchulzSchedule quintic_schedule();
 
-// Polar Express (Amsel et al. 2025; recipe §4): the speedrun's five per-step
+// Polar Express (Amsel, Persson, Musco, Gower 2025, "The Polar Express:
+// Optimal Matrix Sign Methods and Their Application to the Muon Algorithm",
+// arXiv:2505.16932; modded-nanogpt since record 38): the speedrun's five per-step
 // triples, X0 = G / (1.02 ||G||_F + 1e-6). Steps past the fifth use the
 // quintic (15/8, -10/8, 3/8), the limit of the optimal polynomials once the
 // singular values are near 1, which converges to 1 (repeating the fifth

@@ -1,4 +1,5 @@
-// The optimizer of a run (recipe §3): Muon for the hidden matrices and AdamW
+// The optimizer of a run (as in KellerJordan/modded-nanogpt record 11,
+// train_gpt2.py): Muon for the hidden matrices and AdamW
 // for the embedding, head and scalars, driven by the lr and momentum
 // schedules, on one process or on every rank of a data-parallel run.
 //
@@ -12,6 +13,11 @@
 // (optim.momo) scale each block's update by quantities summed over all
 // matrices (dual norms, Momo's inner products): in owner mode each rank sums
 // over the matrices it owns and one small all-reduce adds the ranks' sums.
+//
+// Its parts: optim/step_plan.h plans ownership and gradient units;
+// optim/step_rule.h is the update rule, chosen once from a table (the
+// recipe in optim/recipe_step.cpp, the variants in optim/variant_step.cpp).
+// All of them are built from the one preset-resolved OptimConfig.
 #pragma once
 
 #include <torch/torch.h>
@@ -26,9 +32,10 @@
 #include "comm/grad_reducer.h"
 #include "optim/adamw.h"
 #include "optim/muon.h"
-#include "optim/momo.h"
 #include "optim/muon_ownership.h"
-#include "optim/steepest_descent.h"
+#include "optim/presets.h"
+#include "optim/step_plan.h"
+#include "optim/step_rule.h"
 #include "trainer/config/config.h"
 
 namespace muonrun {
@@ -37,8 +44,12 @@ class PhaseTimer;  // trainer/base/phase_timer.h
 
 class Optimizer {
  public:
-  // `comm` is null for a single process.
-  Optimizer(const torch::nn::Module& model, const Config& config, Communicator* comm);
+  // `comm` is null for a single process. `resolve` turns config.optim into the
+  // one OptimConfig every part is built from (a seam for tests; runs use
+  // resolve_preset, optim/presets.h).
+  using PresetResolver = OptimConfig (*)(const OptimConfig&);
+  Optimizer(const torch::nn::Module& model, const Config& config, Communicator* comm,
+            PresetResolver resolve = resolve_preset);
 
   // Around each micro-step's backward; only the last one communicates.
   void begin_backward(bool last_micro_step);
@@ -46,7 +57,7 @@ class Optimizer {
   // Update number `step` (0-based) from the gradients. `loss`: the step's
   // training loss (mean over ranks), which Momo needs (see uses_loss()).
   void step(int64_t step, std::optional<double> loss = std::nullopt);
-  bool uses_loss() const { return momo_ != nullptr; }
+  bool uses_loss() const { return rule_->uses_loss(); }
   // Finishes the step's communication but changes nothing (a diverged step
   // is skipped); every rank must call it when one does.
   void discard_step();
@@ -68,54 +79,29 @@ class Optimizer {
   void load_state(const std::map<std::string, torch::Tensor>& tensors);
 
   // The owner plan of distributed Muon (null unless owner mode on several ranks).
-  const MuonOwnership* ownership() const { return ownership_.get(); }
+  const MuonOwnership* ownership() const { return plan_.ownership ? &*plan_.ownership : nullptr; }
   const GradientReducer* reducer() const { return reducer_.get(); }
 
   AdamW adam;
   std::unique_ptr<Muon> muon;  // null when matrix_optimizer = adamw
 
  private:
-  // The matrices this rank updates: one slot per shard in owner mode (the
-  // matrix it owns there, or -1), else one per matrix.
-  struct MatrixSlot {
-    size_t shard;
-    int matrix;
-  };
-  struct Gather {
-    size_t shard;
-    torch::Tensor output;
-    std::unique_ptr<Work> work;
-  };
-  // The step's mean gradient of a slot's matrix (undefined if none).
-  torch::Tensor gradient(const MatrixSlot& slot);
-  // Owner mode: shares the slot's shard, once its owner has updated it, while
-  // the next shard computes; finish_sharing() copies the gathered matrices in.
-  void start_sharing(const MatrixSlot& slot, std::vector<Gather>& gathers);
-  void finish_sharing(std::vector<Gather>& gathers);
-  // Sums over ranks of per-rank sums over owned matrices (identity otherwise).
-  std::vector<double> sum_over_owners(const std::vector<double>& partial);
-  // Every variant but the recipe's (see the top of optim/steepest_descent.h).
-  void variant_step(int64_t step, double lr_multiplier, const MuonStep& hyper, std::optional<double> loss);
-  // Momo's model f~ of the loss at the current weights; advances the
-  // momentum of this rank's matrices from `grads` (one per slot).
-  double momo_model_loss(int64_t step, const MuonStep& hyper, const std::vector<torch::Tensor>& grads,
-                         std::optional<double> loss);
+  struct Resolved {};
+  // The public constructor, once `optim` is resolved: every member below and
+  // `adam` are built from it.
+  Optimizer(const torch::nn::Module& model, const Config& config, Communicator* comm, const OptimConfig& optim,
+            Resolved);
 
   OptimConfig optim_;  // with the preset resolved
-  SteepestVariant variant_;
-  std::unique_ptr<Momo> momo_;  // null unless optim.momo.enabled
-  // Stale dual norms: (S, Q) of the previous step, once there is one.
-  std::optional<std::pair<double, double>> stale_norms_;
   Communicator* comm_;
   std::vector<torch::Tensor> params_;
   std::vector<NamedParam> matrices_;
   ScheduleConfig schedule_;
   int64_t total_steps_;
   double lr_scale_ = 1.0;
-  std::unique_ptr<MuonOwnership> ownership_;
+  StepPlan plan_;
+  std::unique_ptr<StepRule> rule_;
   std::unique_ptr<GradientReducer> reducer_;
-  std::vector<size_t> bucket_units_, shard_units_;
-  std::vector<MatrixSlot> slots_;
   PhaseTimer* timer_ = nullptr;
 };
 

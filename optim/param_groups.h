@@ -1,4 +1,5 @@
-// Which optimizer handles which parameter (recipe §3): Muon takes the 2-D
+// Which optimizer handles which parameter (as in KellerJordan/modded-nanogpt
+// record 11, train_gpt2.py): Muon takes the 2-D
 // hidden matrices; AdamW takes the token embedding, the head and the scalars,
 // each group with its own learning rate.
 #pragma once

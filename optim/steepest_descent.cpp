@@ -6,9 +6,9 @@ namespace muonrun {
 
 SteepestVariant steepest_variant(const SteepestConfig& config) {
   SteepestVariant v;
-  v.mode = config.mode == "regularized" ? SteepestMode::regularized : SteepestMode::constrained;
-  v.outer = config.outer_norm == "l2" ? OuterNorm::l2 : config.outer_norm == "hybrid" ? OuterNorm::hybrid : OuterNorm::max;
-  v.backup = config.backup_norm == "sign" ? BackupNorm::sign : config.backup_norm == "ada_2" ? BackupNorm::ada_2 : BackupNorm::ada_inf;
+  v.mode = config.mode;
+  v.outer = config.outer_norm;
+  v.backup = config.backup_norm;
   v.stale = config.stale_dual_norms;
   return v;
 }

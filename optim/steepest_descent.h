@@ -1,5 +1,6 @@
-// Muon and AdamW as one steepest descent over all parameters (seed 003, "An
-// Exploration of Non-Euclidean Gradient Descent"; recipe §7).
+// Muon and AdamW as one steepest descent over all parameters (M. Crawshaw,
+// with C. Modi, M. Liu, R. M. Gower, talk "An Exploration of Non-Euclidean
+// Gradient Descent: Muon and its Many Variants", 2026; "the talk" below).
 //
 // The parameters form blocks: each hidden matrix l, and each AdamW group g
 // (embedding, head, scalars) as one vector. Every block has a norm whose
@@ -8,7 +9,7 @@
 // Nesterov input U for a matrix; AdamW's m and v, bias-corrected when that is
 // on, for a group):
 //   matrix   ||W|| = ||W||_{2->2} / s     d = s polar(m)     n = s ||m||_nuc
-//            (s: Muon's shape factor, so the recipe's Muon is this LMO)
+//            (s: Muon's shape factor, so the speedrun's Muon is this LMO)
 //   ada_inf  ||x|| = ||(sqrt(v)+eps)/|m| . x||_inf   d = m / (sqrt(v)+eps)      n = <m, d>
 //   sign     ||x|| = ||x||_inf                       d = sign(m)                n = ||m||_1
 //   ada_2    ||x|| = ||sqrt(sqrt(v)+eps) . x||_2     d = m / (sqrt(v)+eps) / n  n = ||m / sqrt(sqrt(v)+eps)||_2
@@ -31,7 +32,7 @@
 //   hybrid  k_l = f S / N      k_g = f n_g / N
 // which gives the talk's formulas ("Outer Norm Examples", "Incorporating
 // Non-Matrix Parameters", "A New Algorithm"; its sums over layers are S and Q
-// here, its N gains the groups' terms): constrained max is the recipe's
+// here, its N gains the groups' terms): constrained max is the speedrun's
 // Muon + Adam (all k = 1); regularized max is W_l -= lr (sum_j ||M_j||_nuc)
 // polar(M_l); l2 constrained scales layer l by ||M_l||_nuc / sqrt(sum_j
 // ||M_j||_nuc^2); l2 regularized by ||M_l||_nuc; hybrid regularized
@@ -51,10 +52,7 @@
 
 namespace muonrun {
 
-enum class SteepestMode { constrained, regularized };
-enum class OuterNorm { max, l2, hybrid };
-enum class BackupNorm { ada_inf, sign, ada_2 };
-
+// SteepestMode, OuterNorm and BackupNorm: optim/optim_config.h.
 struct SteepestVariant {
   SteepestMode mode = SteepestMode::constrained;
   OuterNorm outer = OuterNorm::max;
@@ -62,10 +60,10 @@ struct SteepestVariant {
   bool stale = false;
 };
 
-// From the config's strings (checked by the schema).
+// From the config's choices.
 SteepestVariant steepest_variant(const SteepestConfig& config);
 
-// The recipe's Muon + Adam: every scale is 1 and no dual norm is needed
+// The speedrun's Muon + Adam: every scale is 1 and no dual norm is needed
 // (stale dual norms change nothing).
 bool is_plain(const SteepestVariant& variant);
 // Whether a matrix's scale k_l needs no sum over other matrices, so it can be

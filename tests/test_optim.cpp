@@ -31,7 +31,9 @@ torch::Tensor conditioned_matrix(int64_t m, int64_t n, double lo) {
   return torch::matmul(U.narrow(1, 0, r) * s, V.narrow(1, 0, r).transpose(0, 1));
 }
 
-// Newton-Schulz in float64, written from recipe §4 without the code under test.
+// Newton-Schulz in float64, written from the quintic iteration of
+// KellerJordan/Muon (X = G / (||G||_F + 1e-7), transposed if tall; 5 times
+// A = X X^T, X = a X + (b A + c A A) X) without the code under test.
 torch::Tensor reference_newton_schulz(torch::Tensor G, int steps) {
   const double a = 3.4445, b = -4.7750, c = 2.0315;
   bool tall = G.size(0) > G.size(1);
@@ -53,7 +55,7 @@ TEST(NewtonSchulz, SingularValuesLandInTheQuinticBand) {
     auto G = conditioned_matrix(m, n, 0.05);
     auto O = newton_schulz(G.to(torch::kFloat), 5, quintic_schedule(), torch::kFloat);
     auto s = singular_values(O);
-    // The recipe's band is "about [0.68, 1.13]": the quintic's minimum on
+    // The quintic's band after 5 steps is "about [0.68, 1.13]": its minimum on
     // [0.68, 1.13] is p(1.05) = 0.682 but p(0.68) = 1.136, so allow 0.01.
     EXPECT_GE(s.min().item<double>(), 0.68 - 0.01) << m << "x" << n;
     EXPECT_LE(s.max().item<double>(), 1.13 + 0.01) << m << "x" << n;
@@ -163,7 +165,7 @@ TEST(Muon, WithoutNesterovUsesTheMomentum) {
 
 // --- Schedules and groups ---------------------------------------------------
 TEST(Schedule, ConstantThenLinearCooldown) {
-  ScheduleConfig s;  // cooldown 0.3 of 3000 = the recipe's last 900 steps
+  ScheduleConfig s;  // cooldown 0.3 of 3000 = record 11's last 900 steps
   EXPECT_DOUBLE_EQ(lr_multiplier(0, 3000, s), 1.0);
   EXPECT_DOUBLE_EQ(lr_multiplier(2099, 3000, s), 1.0);
   EXPECT_DOUBLE_EQ(lr_multiplier(2100, 3000, s), 1.0);
@@ -215,4 +217,85 @@ TEST(Optimizer, StateRoundTripsByName) {
   for (auto& [k, v] : fresh.state()) EXPECT_TRUE(torch::equal(v, saved.at(k))) << k;
   saved.erase(saved.begin());
   EXPECT_THROW(fresh.load_state(saved), std::runtime_error);
+}
+
+// Every part of the optimizer (AdamW's groups, Muon, the ownership plan, the
+// step rule) is built from the one preset-resolved OptimConfig, never from
+// the raw config.optim. No preset touches an adam key or matrix_optimizer
+// today, so a resolver that does stands in for the first one that will.
+OptimConfig resolve_to_adamw_with_embed_lr(const OptimConfig& raw) {
+  OptimConfig resolved = raw;
+  resolved.adam.embed_lr = 0.123;
+  resolved.matrix_optimizer = MatrixOptimizer::adamw;
+  return resolved;
+}
+
+TEST(Optimizer, BuildsEveryPartFromTheResolvedConfig) {
+  GPT model(tests::tiny_model_config());
+  Config config;
+  config.train.steps = 10;
+  Optimizer opt(*model, config, nullptr, resolve_to_adamw_with_embed_lr);
+  std::map<std::string, double> lr;
+  for (const auto& group : opt.adam.groups()) lr[group.name] = group.lr;
+  EXPECT_EQ(lr.count("embed"), 1u);
+  EXPECT_DOUBLE_EQ(lr["embed"], 0.123);
+  EXPECT_EQ(lr.count("matrix"), 1u) << "resolved matrix_optimizer = adamw: AdamW takes the matrices";
+  EXPECT_EQ(opt.muon, nullptr);
+  EXPECT_EQ(opt.describe(), "adamw");
+}
+
+// The step plan (optim/step_plan.h) needs no communicator: every parameter's
+// gradient travels in exactly one unit, and each rank's slots are the
+// matrices the ownership plan gives it.
+TEST(StepPlan, CoversEveryParameterOnceAndSlotsFollowOwnership) {
+  GPT model(tests::tiny_model_config());
+  const auto params = model->parameters();
+  const auto groups = group_parameters(*model);
+  std::vector<AdamWGroup> adam_groups{{"embed", 0.6, groups.embeddings},
+                                      {"head", 0.008, groups.heads},
+                                      {"scalar", 0.04, groups.scalars}};
+  const int64_t bucket_bytes = 4096;
+  OptimConfig optim;
+  for (auto distribute : {Distribute::owner, Distribute::replicated}) {
+    optim.muon.distribute = distribute;
+    for (int rank = 0; rank < 3; ++rank) {
+      auto plan = plan_step(params, groups.matrices, adam_groups, optim, PlanRanks{3, rank}, bucket_bytes);
+      std::vector<int> seen(params.size(), 0);
+      for (const auto& unit : plan.units)
+        for (int p : unit.params)
+          if (p >= 0) ++seen[p];
+      for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], 1) << "parameter " << i;
+      EXPECT_EQ(plan.bucket_units.size() + plan.shard_units.size(), plan.units.size());
+      if (distribute == Distribute::owner) {
+        ASSERT_TRUE(plan.ownership.has_value());
+        ASSERT_EQ(plan.slots.size(), plan.ownership->shards.size());
+        for (const auto& slot : plan.slots) EXPECT_EQ(slot.matrix, plan.ownership->shards[slot.shard].slots[rank]);
+        for (size_t m = 0; m < groups.matrices.size(); ++m)
+          EXPECT_EQ(plan.owned[m], plan.ownership->owner[m] == rank);
+      } else {
+        EXPECT_FALSE(plan.ownership.has_value());
+        EXPECT_TRUE(plan.shard_units.empty());
+        EXPECT_EQ(plan.slots.size(), groups.matrices.size());
+      }
+    }
+  }
+  // One process: every matrix is a slot, nothing travels.
+  auto single = plan_step(params, groups.matrices, adam_groups, optim, std::nullopt, bucket_bytes);
+  EXPECT_TRUE(single.units.empty());
+  EXPECT_FALSE(single.ownership.has_value());
+  EXPECT_EQ(single.slots.size(), groups.matrices.size());
+}
+
+// The step rule is chosen once from the registration table (optim/step_rule.h).
+TEST(StepRule, TableChoosesTheFirstRuleThatApplies) {
+  std::vector<std::string> names;
+  for (const auto& rule : step_rules()) names.push_back(rule.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"steepest", "adamw_only", "recipe"}));
+  OptimConfig recipe, adamw_only, momo;
+  adamw_only.matrix_optimizer = MatrixOptimizer::adamw;
+  momo.momo.enabled = true;
+  EXPECT_FALSE(make_step_rule(recipe)->uses_loss());
+  EXPECT_EQ(make_step_rule(recipe)->describe(), "");
+  EXPECT_EQ(make_step_rule(adamw_only)->describe(), "");
+  EXPECT_TRUE(make_step_rule(momo)->uses_loss());
 }

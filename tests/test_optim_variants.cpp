@@ -1,6 +1,8 @@
-// The optimizer family of the seeds against independent references: float64
-// formulas written here from the thesis notes (seed 000), the Muon notes and
-// recipe §4, and the Muon-variants talk (seed 003, recipe §7); SVD polar
+// The optimizer family against independent references: float64 formulas
+// written here for the AdamW knobs (optim/adamw.h), Muon (KellerJordan/Muon;
+// Polar Express, Amsel et al. 2025, arXiv:2505.16932), and the steepest-descent
+// variants of M. Crawshaw's talk "An Exploration of Non-Euclidean Gradient
+// Descent: Muon and its Many Variants" (2026; optim/steepest_descent.h); SVD polar
 // factors; and the defining property of each steepest step (a unit vector in
 // the product norm that no other unit vector beats).
 #include <gtest/gtest.h>
@@ -27,12 +29,12 @@ double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
 
 struct AdamCase {
   bool bias_correction, zero_init;
-  double factor;  // the first step over lr x sign(g), with eps = 0 (notes §4)
+  double factor;  // the first step over lr x sign(g), with eps = 0
 };
 
 TEST(AdamWVariants, FirstStepOfTheFourBiasCorrectionZeroInitCases) {
   const double b1 = 0.9, b2 = 0.99, lr = 0.1, eps = 0.01;
-  // Notes §4: s1 = c x sign(g) / (1 + e/|g|) with (c, e) per case.
+  // From m1 and v1 of each case: s1 = c x sign(g) / (1 + e/|g|) with (c, e) per case.
   const AdamCase cases[] = {{true, true, 1.0}, {false, true, (1 - b1) / std::sqrt(1 - b2)},
                             {true, false, std::sqrt(1 - b2) / (1 - b1)}, {false, false, 1.0}};
   const double effective_eps[] = {eps, eps / std::sqrt(1 - b2), eps * std::sqrt(1 - b2), eps};
@@ -53,7 +55,7 @@ TEST(AdamWVariants, FirstStepOfTheFourBiasCorrectionZeroInitCases) {
   }
 }
 
-// Three steps of AdamW with every knob against the notes' formulas in float64.
+// Three steps of AdamW with every knob against the formulas of optim/adamw.h in float64.
 TEST(AdamWVariants, MatchFloat64FormulasOverSteps) {
   torch::manual_seed(10);
   for (int knobs = 0; knobs < 8; ++knobs) {
@@ -89,7 +91,7 @@ TEST(AdamWVariants, MatchFloat64FormulasOverSteps) {
         if (t == 1 && !config.zero_init) r.v = g * g;
         r.v = 0.9 * r.v + 0.1 * g * g;
         const auto denom = (r.v / c2).sqrt() + r.eps;
-        // Nested (notes §3.3.1): s = b1 s + (1-b1) g / (sqrt(v) + eps), step s.
+        // Nested: s = b1 s + (1-b1) g / (sqrt(v) + eps), step s.
         const auto first = config.nested ? g / denom : g;
         if (t == 1 && !config.zero_init) r.m = first;
         r.m = 0.8 * r.m + 0.2 * first;
@@ -109,7 +111,8 @@ torch::Tensor svd_polar(const torch::Tensor& G) {
   return U.mm(Vh);
 }
 
-// Newton-Schulz in float64 from recipe §4, with per-step triples.
+// Newton-Schulz in float64 (KellerJordan/Muon's iteration), with per-step
+// triples (Polar Express, Amsel et al. 2025).
 torch::Tensor reference_iteration(torch::Tensor X, const std::vector<std::array<double, 3>>& triples, int steps,
                                   double scale, double eps) {
   const bool tall = X.size(0) > X.size(1);
@@ -222,7 +225,7 @@ struct Holder : torch::nn::Module {
 };
 
 // Two hidden matrices (tall and wide), an embedding, a head and a gain: every
-// group of the recipe, one parameter each; in float64, so that the steps
+// group of the speedrun's optimizer, one parameter each; in float64, so that the steps
 // are compared with the references far below their size.
 struct Tiny : torch::nn::Module {
   Tiny() {
@@ -243,13 +246,13 @@ struct GroupInfo {
 const GroupInfo kGroups[] = {{"wte.weight", 0.2}, {"lm_head.weight", 0.01}, {"gain", 0.03}};
 constexpr double kMuonLr = 0.05, kMuonWd = 0.05, kAdamWd = 0.1, kEps = 1e-3;
 
-Config tiny_config(const std::string& mode, const std::string& outer, const std::string& backup) {
+Config tiny_config(SteepestMode mode, OuterNorm outer, BackupNorm backup) {
   Config c;
   c.train.steps = 100;
   c.schedule.cooldown_frac = 0;
   c.optim.muon.lr = kMuonLr;
   c.optim.muon.weight_decay = kMuonWd;
-  c.optim.muon.polar = "svd";
+  c.optim.muon.polar = Polar::svd;
   c.optim.adam.embed_lr = kGroups[0].lr;
   c.optim.adam.head_lr = kGroups[1].lr;
   c.optim.adam.scalar_lr = kGroups[2].lr;
@@ -314,10 +317,10 @@ class Reference {
       v_[name] = 0.95 * v_[name] + 0.05 * g[name] * g[name];
       m_hat[name] = m_[name] / (1 - std::pow(0.9, k));
       const auto D = (v_[name] / (1 - std::pow(0.95, k))).sqrt() + kEps;
-      if (s.backup_norm == "sign") {
+      if (s.backup_norm == BackupNorm::sign) {
         n[name] = m_hat[name].abs().sum().item<double>();
         d[name] = m_hat[name].sign();
-      } else if (s.backup_norm == "ada_inf") {
+      } else if (s.backup_norm == BackupNorm::ada_inf) {
         d[name] = m_hat[name] / D;
         n[name] = (m_hat[name] * d[name]).sum().item<double>();
       } else {
@@ -339,8 +342,8 @@ class Reference {
       groups_linear += lr / kMuonLr * n[name];
       groups_square += lr / kMuonLr * n[name] * n[name];
     }
-    const double N = s.outer_norm == "max" ? S + groups_linear
-                     : s.outer_norm == "l2" ? std::sqrt(Q + groups_square)
+    const double N = s.outer_norm == OuterNorm::max ? S + groups_linear
+                     : s.outer_norm == OuterNorm::l2 ? std::sqrt(Q + groups_square)
                                             : std::sqrt(S * S + groups_square);
     double tau = 1;
     if (config_.optim.momo.enabled) {
@@ -355,20 +358,20 @@ class Reference {
       }
       F_ = beta * F_ + (1 - beta) * (loss - grad_dot);
       const double model = F_ / (1 - std::pow(beta, k)) + momentum_dot;
-      const double denominator = kMuonLr * (s.mode == "regularized" ? N * N : N);
+      const double denominator = kMuonLr * (s.mode == SteepestMode::regularized ? N * N : N);
       tau = std::min(1.0, std::max(0.0, model - config_.optim.momo.f_star) / denominator);
     }
-    const bool reg = s.mode == "regularized";
+    const bool reg = s.mode == SteepestMode::regularized;
     for (const char* name : kMatrices) {
       const double shape = std::sqrt(std::max(1.0, double(U[name].size(0)) / U[name].size(1)));
       double c = 0;
-      if (s.outer_norm == "max") c = reg ? N : 1;
-      if (s.outer_norm == "l2") c = reg ? nu[name] : nu[name] / N;
-      if (s.outer_norm == "hybrid") c = reg ? S : S / N;
+      if (s.outer_norm == OuterNorm::max) c = reg ? N : 1;
+      if (s.outer_norm == OuterNorm::l2) c = reg ? nu[name] : nu[name] / N;
+      if (s.outer_norm == OuterNorm::hybrid) c = reg ? S : S / N;
       w[name] = (1 - kMuonLr * kMuonWd) * w[name] - kMuonLr * tau * c * shape * P[name];
     }
     for (const auto& [name, lr] : kGroups) {
-      const double c = s.outer_norm == "max" ? (reg ? N : 1) : (reg ? n[name] : n[name] / N);
+      const double c = s.outer_norm == OuterNorm::max ? (reg ? N : 1) : (reg ? n[name] : n[name] / N);
       w[name] = (1 - lr * kAdamWd) * w[name] - lr * tau * c * d[name];
     }
   }
@@ -382,20 +385,22 @@ class Reference {
 };
 
 struct Variant {
-  const char* mode;
-  const char* outer;
-  const char* backup;
+  SteepestMode mode;
+  OuterNorm outer;
+  BackupNorm backup;
 };
 
 std::vector<Variant> all_variants() {
   std::vector<Variant> out;
-  for (const char* backup : {"sign", "ada_inf", "ada_2"})
-    for (const char* outer : {"max", "l2", "hybrid"})
-      for (const char* mode : {"regularized", "constrained"}) out.push_back({mode, outer, backup});
+  for (BackupNorm backup : {BackupNorm::sign, BackupNorm::ada_inf, BackupNorm::ada_2})
+    for (OuterNorm outer : {OuterNorm::max, OuterNorm::l2, OuterNorm::hybrid})
+      for (SteepestMode mode : {SteepestMode::regularized, SteepestMode::constrained}) out.push_back({mode, outer, backup});
   return out;
 }
 
-std::string name_of(const Variant& v) { return std::string(v.mode) + "/" + v.outer + "/" + v.backup; }
+std::string name_of(const Variant& v) {
+  return std::string(muonrun::name_of(v.mode)) + "/" + muonrun::name_of(v.outer) + "/" + muonrun::name_of(v.backup);
+}
 
 // Runs `steps` updates of the optimizer and of the reference from the same
 // weights and gradients; returns the worst relative difference.
@@ -430,7 +435,8 @@ TEST(SteepestDescent, EveryVariantMatchesTheTalksFormulas) {
 }
 
 TEST(SteepestDescent, StaleDualNormsUseThePreviousStep) {
-  for (const auto& v : {Variant{"regularized", "hybrid", "ada_2"}, Variant{"constrained", "l2", "sign"}}) {
+  for (const auto& v : {Variant{SteepestMode::regularized, OuterNorm::hybrid, BackupNorm::ada_2},
+                        Variant{SteepestMode::constrained, OuterNorm::l2, BackupNorm::sign}}) {
     for (bool momo : {false, true}) {
       Config config = tiny_config(v.mode, v.outer, v.backup);
       config.optim.steepest.stale_dual_norms = true;
@@ -460,21 +466,21 @@ NormedStep product_norm(const Variant& v, const Tensors& x, const Tensors& U, co
   for (const auto& [name, lr] : kGroups) {
     const auto& xg = x.at(name);
     double norm;
-    if (std::string(v.backup) == "sign") norm = xg.abs().max().item<double>();
-    else if (std::string(v.backup) == "ada_inf") norm = (D.at(name) / m_hat.at(name).abs() * xg).abs().max().item<double>();
+    if (v.backup == BackupNorm::sign) norm = xg.abs().max().item<double>();
+    else if (v.backup == BackupNorm::ada_inf) norm = (D.at(name) / m_hat.at(name).abs() * xg).abs().max().item<double>();
     else norm = (D.at(name).sqrt() * xg).norm().item<double>();
     const double c = kMuonLr / lr;
-    group_norms.push_back(std::string(v.outer) == "max" ? c * norm : std::sqrt(c) * norm);
+    group_norms.push_back(v.outer == OuterNorm::max ? c * norm : std::sqrt(c) * norm);
     inner += (m_hat.at(name) * xg).sum().item<double>();
   }
   double total = 0;
   const double max_matrix = *std::max_element(matrix_norms.begin(), matrix_norms.end());
-  if (std::string(v.outer) == "max") {
+  if (v.outer == OuterNorm::max) {
     total = max_matrix;
     for (double g : group_norms) total = std::max(total, g);
   } else {
     for (double g : group_norms) total += g * g;
-    if (std::string(v.outer) == "hybrid") total += max_matrix * max_matrix;
+    if (v.outer == OuterNorm::hybrid) total += max_matrix * max_matrix;
     else for (double l : matrix_norms) total += l * l;
     total = std::sqrt(total);
   }
@@ -505,7 +511,7 @@ TEST(SteepestDescent, EveryStepSolvesItsSteepestDescentProblem) {
       m_hat[name] = g;
       D[name] = g.abs() + kEps;
     }
-    const bool reg = std::string(v.mode) == "regularized";
+    const bool reg = v.mode == SteepestMode::regularized;
     const auto ours = product_norm(v, x, U, m_hat, D);
     if (reg) EXPECT_NEAR(ours.inner, ours.norm * ours.norm, 1e-9 * ours.inner) << name_of(v);
     else EXPECT_NEAR(ours.norm, 1.0, 1e-9) << name_of(v);
@@ -580,24 +586,24 @@ TEST(Momo, NeverStepsFurtherThanThePlainLrAndIsItWhenTheBoundIsFarBelow) {
 
 TEST(Presets, EqualTheirLongHandConfigs) {
   struct Case {
-    const char* preset;
-    const char* mode;
-    const char* outer;
-    const char* backup;
-    const char* shape;
+    Preset preset;
+    SteepestMode mode;
+    OuterNorm outer;
+    BackupNorm backup;
+    ShapeFactor shape;
   };
-  const Case cases[] = {{"muon_adam", "constrained", "max", "ada_inf", "original"},
-                        {"scion", "constrained", "max", "sign", "spectral"},
-                        {"muonmax", "regularized", "hybrid", "ada_2", "original"},
-                        {"polargrad", "regularized", "l2", "ada_2", "original"}};
+  const Case cases[] = {{Preset::muon_adam, SteepestMode::constrained, OuterNorm::max, BackupNorm::ada_inf, ShapeFactor::original},
+                        {Preset::scion, SteepestMode::constrained, OuterNorm::max, BackupNorm::sign, ShapeFactor::spectral},
+                        {Preset::muonmax, SteepestMode::regularized, OuterNorm::hybrid, BackupNorm::ada_2, ShapeFactor::original},
+                        {Preset::polargrad, SteepestMode::regularized, OuterNorm::l2, BackupNorm::ada_2, ShapeFactor::original}};
   for (const auto& c : cases) {
     for (bool momo : {false, true}) {
-      Config named = tiny_config("constrained", "max", "ada_inf");
-      named.optim.muon.polar = "quintic";
+      Config named = tiny_config(SteepestMode::constrained, OuterNorm::max, BackupNorm::ada_inf);
+      named.optim.muon.polar = Polar::quintic;
       named.optim.preset = c.preset;
       named.optim.momo.enabled = momo;
       Config long_hand = tiny_config(c.mode, c.outer, c.backup);
-      long_hand.optim.muon.polar = "quintic";
+      long_hand.optim.muon.polar = Polar::quintic;
       long_hand.optim.muon.shape_factor = c.shape;
       long_hand.optim.momo.enabled = momo;
       Tensors results[2];
@@ -612,24 +618,27 @@ TEST(Presets, EqualTheirLongHandConfigs) {
         }
         results[i++] = weights_of(model);
       }
-      for (const auto& [name, w] : results[0]) EXPECT_TRUE(torch::equal(w, results[1].at(name))) << c.preset << " " << name;
+      for (const auto& [name, w] : results[0]) EXPECT_TRUE(torch::equal(w, results[1].at(name))) << muonrun::name_of(c.preset) << " " << name;
     }
   }
   // A long-hand key that contradicts the preset is an error, naming both.
-  Config clash = tiny_config("regularized", "max", "ada_inf");
-  clash.optim.preset = "scion";
+  Config clash = tiny_config(SteepestMode::regularized, OuterNorm::max, BackupNorm::ada_inf);
+  clash.optim.preset = Preset::scion;
   try {
     resolve_preset(clash.optim);
     ADD_FAILURE() << "no error";
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("optim.steepest.mode"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("optim.preset scion sets optim.steepest.mode = constrained, but the config "
+                                         "sets it to regularized"),
+              std::string::npos)
+        << e.what();
   }
 }
 
 // --- State ---------------------------------------------------------------------
 
 TEST(SteepestDescent, MomoAndStaleNormsResumeFromTheirState) {
-  Config config = tiny_config("regularized", "hybrid", "ada_2");
+  Config config = tiny_config(SteepestMode::regularized, OuterNorm::hybrid, BackupNorm::ada_2);
   config.optim.steepest.stale_dual_norms = true;
   config.optim.momo.enabled = true;
   torch::manual_seed(40);
@@ -655,12 +664,12 @@ TEST(SteepestDescent, MomoAndStaleNormsResumeFromTheirState) {
 }
 
 TEST(SteepestDescent, MeaninglessCombinationsAreConfigErrors) {
-  Config nested = tiny_config("regularized", "max", "ada_inf");
+  Config nested = tiny_config(SteepestMode::regularized, OuterNorm::max, BackupNorm::ada_inf);
   nested.optim.adam.nested = true;
   Tiny model;
   EXPECT_THROW(Optimizer(model, nested, nullptr), ConfigError);
-  Config adamw_only = tiny_config("constrained", "max", "ada_inf");
-  adamw_only.optim.matrix_optimizer = "adamw";
+  Config adamw_only = tiny_config(SteepestMode::constrained, OuterNorm::max, BackupNorm::ada_inf);
+  adamw_only.optim.matrix_optimizer = MatrixOptimizer::adamw;
   adamw_only.optim.momo.enabled = true;
   EXPECT_THROW(Optimizer(model, adamw_only, nullptr), ConfigError);
 }
