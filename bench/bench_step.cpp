@@ -73,7 +73,7 @@ struct MatmulPeak {
   int repeats = 0;
 };
 
-// n^3 matrix products: bf16 on CUDA (tensor cores, what the recipe's
+// n^3 matrix products: bf16 on CUDA (tensor cores, what the speedrun's
 // forward and Newton-Schulz use), fp32 on the CPU. Each repeat times a few
 // products between device synchronisations.
 MatmulPeak measure_matmul_peak(const torch::Device& device, int64_t n, int repeats) {

@@ -1,4 +1,5 @@
-// Gradient reduction overlapped with backward (recipe §5).
+// Gradient reduction overlapped with backward (as in KellerJordan/modded-nanogpt
+// records 23-24, train_gpt2.py, and per layer in karpathy/llm.c).
 //
 // Parameters are grouped into units:
 //   bucket  parameters totalling about comm.bucket_mb, all-reduced to their

@@ -35,7 +35,7 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
 // --- CastedLinear -----------------------------------------------------------
 CastedLinearImpl::CastedLinearImpl(int64_t in, int64_t out, bool zero_init) {
   // nn.Linear's default init, U(-1/sqrt(in), 1/sqrt(in)), unless zeroed:
-  // the recipe zero-initialises output projections and the head.
+  // modded-nanogpt record 11 zero-initialises output projections and the head.
   const double bound = 1.0 / std::sqrt(static_cast<double>(in));
   weight = register_parameter(
       "weight", zero_init ? torch::zeros({out, in}) : torch::empty({out, in}).uniform_(-bound, bound));

@@ -1,4 +1,5 @@
-// The GPT of speedrun record 11 (recipe §3): the network and nothing else.
+// The GPT of speedrun record 11 (KellerJordan/modded-nanogpt record 11,
+// train_gpt2.py): the network and nothing else.
 //
 //   embed -> rmsnorm = x0
 //   12 blocks; block i: x = l0*x + l1*x0
@@ -8,7 +9,8 @@
 //   norm -> lm_head -> 30*tanh(logits/30) -> cross-entropy in fp32
 //
 // Parameters stay in fp32 (the master weights); forward casts them to the
-// compute dtype (bf16 on CUDA, fp32 on the CPU), as the recipe's CastedLinear.
+// compute dtype (bf16 on CUDA, fp32 on the CPU), as CastedLinear in
+// modded-nanogpt's train_gpt2.py.
 // Parameter names follow the PyTorch speedrun script, so a safetensors file
 // written from here opens with the same keys there:
 //   transformer.wte.weight            [vocab_padded, dim]

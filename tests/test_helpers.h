@@ -1,12 +1,14 @@
 // Helpers shared by the test suites: a scratch directory private to the test
-// process (suites run in parallel, and other build trees run them too), and
-// the message of an expected exception.
+// process (suites run in parallel, and other build trees run them too), a
+// file's content, and the message of an expected exception.
 #pragma once
 
 #include <unistd.h>
 
 #include <exception>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <system_error>
 
@@ -28,6 +30,12 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
+}
+
+// The whole content of a file ("" when it cannot be opened).
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // The message of the std::exception thrown by `f`, or "" if none.

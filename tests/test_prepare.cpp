@@ -38,11 +38,6 @@ std::string write_file(const fs::path& path, const std::string& text) {
   return path.string();
 }
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 int run(const std::string& command) {
   int status = std::system(command.c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -145,13 +140,13 @@ TEST(Prepare, OutputDoesNotDependOnThreadCount) {
     std::string bytes;
     for (int k = 0; fs::exists(fs::path(o.out_dir) / ("train_00000" + std::to_string(k) + ".bin"));
          ++k)
-      bytes += read_file(fs::path(o.out_dir) / ("train_00000" + std::to_string(k) + ".bin"));
+      bytes += tests::read_file(fs::path(o.out_dir) / ("train_00000" + std::to_string(k) + ".bin"));
     shards.push_back(bytes);
   }
   EXPECT_GT(shards[0].size(), 1024u * 4);
   EXPECT_TRUE(shards[0] == shards[1]) << "1 and 3 threads wrote different shards";
 
-  std::string text = read_file(shakespeare);
+  std::string text = tests::read_file(shakespeare);
   std::vector<std::string> all = {text};
   all.insert(all.end(), docs.begin(), docs.end());
   EXPECT_EQ(read_split(dir / "out1", "train"), expected_tokens(all));
@@ -316,7 +311,7 @@ TEST(Prepare, MatchesPythonReferenceEncoder) {
       run(std::string(MUONRUN_BINARY) + " prepare --input " + input + " --out " + out.string() +
           " --vocab " + kVocabDir + " --threads 2 > " + (dir / "log.txt").string() + " 2>&1"),
       0)
-      << read_file(dir / "log.txt");
+      << tests::read_file(dir / "log.txt");
   fs::path ref = dir / "reference.txt";
   ASSERT_EQ(run("python3 " + std::string(MUONRUN_SOURCE_DIR) +
                 "/tests/gpt2_reference_encoder.py --vocab " + kVocabDir + " " + input + " > " +
@@ -324,7 +319,7 @@ TEST(Prepare, MatchesPythonReferenceEncoder) {
             0);
 
   std::vector<uint16_t> expected;
-  std::istringstream ids(read_file(ref));
+  std::istringstream ids(tests::read_file(ref));
   for (int id; ids >> id;) expected.push_back(static_cast<uint16_t>(id));
   std::vector<uint16_t> ours = read_split(out, "train");
   ASSERT_GT(expected.size(), 100000u);

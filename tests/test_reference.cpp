@@ -73,13 +73,6 @@ std::string quote(const std::string& s) {
   return q + "'";
 }
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 struct ScriptRun {
   int rc;
   std::string output;  // stdout and stderr
@@ -92,7 +85,7 @@ ScriptRun run_script(const std::string& script, const std::vector<std::string>& 
   for (const auto& a : args) cmd += " " + quote(a);
   cmd += " > " + quote(log.string()) + " 2>&1";
   const int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(log)};
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, tests::read_file(log)};
 }
 
 // ||got - ref|| / ||ref|| in float64 (||got - ref|| when ref is zero).
@@ -453,13 +446,14 @@ TEST(ReferenceMuon, MatchesTorchOptimMuonAtConstantMomentum) {
   const Sequence s = make_sequence(kMuonShapes, 6, 31);
   const double lr = 0.02, mu = 0.95;
   for (double wd : {0.0, 0.1}) {
-    for (const std::string shape : {"original", "match_rms_adamw"}) {
+    for (const ShapeFactor factor : {ShapeFactor::original, ShapeFactor::match_rms_adamw}) {
+      const std::string shape = name_of(factor);  // also the reference's argument
       MuonConfig config;
       config.lr = lr;
       config.momentum = mu;
       config.momentum_warmup_steps = 0;  // constant momentum
       config.weight_decay = wd;
-      config.shape_factor = shape;
+      config.shape_factor = factor;
       const MuonRun ours = run_muon(s, config);
       const std::string tag = "wd" + std::to_string(wd) + "_" + shape;
       const Tensors fp32 = torch_optimizer(s, dir, tag + "_fp32", muon_args(lr, wd, {mu}, "float32", "ema", shape));
@@ -649,7 +643,7 @@ const Tokenizer& gpt2() {
 }
 
 std::vector<uint16_t> read_ids(const fs::path& path) {
-  const std::string bytes = read_file(path);
+  const std::string bytes = tests::read_file(path);
   std::vector<uint16_t> ids(bytes.size() / 4);
   for (size_t i = 0; i < ids.size(); ++i) {
     uint32_t v = 0;
@@ -692,7 +686,7 @@ TEST(ReferenceTokenizer, MatchesTiktokenOnTinyShakespeare) {
   REQUIRE_PYTHON();
   REQUIRE_SHARED(kVocab + "/encoder.json");
   REQUIRE_SHARED(kShared + "/data/tinyshakespeare.txt");
-  const std::string text = read_file(kShared + "/data/tinyshakespeare.txt");
+  const std::string text = tests::read_file(kShared + "/data/tinyshakespeare.txt");
   const auto ref = tiktoken_ids({text}, tests::scratch_dir("tokenizer_shakespeare"));
   expect_same_ids(gpt2().encode(text), ref[0], "tinyshakespeare.txt");
 }

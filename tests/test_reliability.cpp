@@ -113,11 +113,6 @@ bool wait_for_step(const fs::path& run_dir, int ranks, long long step, std::chro
   return false;
 }
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 const std::string kEnv = "OMP_WAIT_POLICY=PASSIVE OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ";
 
 }  // namespace
@@ -260,7 +255,7 @@ TEST_P(Preemption, SigtermThenResumeEqualsAnUninterruptedRun) {
   const int code = job.wait(std::chrono::seconds(60));
   EXPECT_NE(code, -1) << "the run did not stop after SIGTERM";
   if (ranks == 1) {
-    EXPECT_EQ(code, kExitStoppedBySignal) << read_file(dir / "out.txt");
+    EXPECT_EQ(code, kExitStoppedBySignal) << tests::read_file(dir / "out.txt");
   }
   auto stopped = find_latest_checkpoint((dir / "preempted").string());
   ASSERT_TRUE(stopped);
@@ -295,8 +290,8 @@ TEST(RankFailure, AHungRankIsNamedAndTheJobEndsWithinTheTimeout) {
   EXPECT_NE(code, -1) << "the job hung";
   EXPECT_NE(code, 0);
   EXPECT_LT(seconds, 30);
-  const std::string log = read_file(dir / "out.txt") + read_file(dir / "run" / "log_rank0.txt") +
-                          read_file(dir / "run" / "log_rank2.txt");
+  const std::string log = tests::read_file(dir / "out.txt") + tests::read_file(dir / "run" / "log_rank0.txt") +
+                          tests::read_file(dir / "run" / "log_rank2.txt");
   EXPECT_NE(log.find("did not complete within 5 s"), std::string::npos) << log;
   EXPECT_NE(log.find("rank 1 (pid"), std::string::npos) << log;
   EXPECT_NE(log.find("stopped responding"), std::string::npos) << log;
@@ -317,7 +312,7 @@ TEST(RankFailure, AKilledRankEndsTheTorchrunJob) {
   EXPECT_NE(code, -1) << "the survivors hung";
   EXPECT_NE(code, 0);
   EXPECT_LT(seconds, 30);
-  const std::string log = read_file(dir / "out.txt") + read_file(dir / "run" / "log_rank0.txt");
+  const std::string log = tests::read_file(dir / "out.txt") + tests::read_file(dir / "run" / "log_rank0.txt");
   EXPECT_NE(log.find("rank 1 (pid"), std::string::npos) << log;
   EXPECT_NE(log.find("has died"), std::string::npos) << log;
 }

@@ -16,13 +16,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 void write_text(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
 
 int run_sweep_command(const fs::path& dir, const std::string& args) {
@@ -54,9 +47,9 @@ fs::path write_sweep(const fs::path& dir) {
 TEST(Sweep, RunsTheGridAndTabulatesItsMetrics) {
   const fs::path dir = tests::scratch_dir("sweep");
   const fs::path file = write_sweep(dir), out = dir / "out";
-  ASSERT_EQ(run_sweep_command(dir, file.string() + " --out " + out.string()), 0) << read_text(dir / "sweep_output.txt");
+  ASSERT_EQ(run_sweep_command(dir, file.string() + " --out " + out.string()), 0) << tests::read_file(dir / "sweep_output.txt");
 
-  const std::string md = read_text(out / "results.md");
+  const std::string md = tests::read_file(out / "results.md");
   for (const char* text : {"# A tiny sweep", "| Muon | recipe | 1 |", "| MuonMax Momo |  | ", "x0.5", "Final val loss"})
     EXPECT_NE(md.find(text), std::string::npos) << text << "\n" << md;
   // Every CSV row carries the final val loss its run wrote in metrics.jsonl.
@@ -93,11 +86,11 @@ TEST(Sweep, RunsTheGridAndTabulatesItsMetrics) {
 TEST(Sweep, ErrorsNameTheFileAndLine) {
   const fs::path dir = tests::scratch_dir("sweep_errors");
   const fs::path file = write_sweep(dir);
-  write_text(file, read_text(file) + "seedz: [1]\n");
+  write_text(file, tests::read_file(file) + "seedz: [1]\n");
   EXPECT_NE(run_sweep_command(dir, file.string()), 0);
-  EXPECT_NE(read_text(dir / "sweep_output.txt").find("sweep.yaml:12: unknown key 'seedz'"), std::string::npos)
-      << read_text(dir / "sweep_output.txt");
+  EXPECT_NE(tests::read_file(dir / "sweep_output.txt").find("sweep.yaml:12: unknown key 'seedz'"), std::string::npos)
+      << tests::read_file(dir / "sweep_output.txt");
   write_text(file, "name: bad\nvariants:\n  - name: x\n    set: {optim.muon.lr: -1}\n");
   EXPECT_NE(run_sweep_command(dir, file.string()), 0);
-  EXPECT_NE(read_text(dir / "sweep_output.txt").find("variant 'x'"), std::string::npos) << read_text(dir / "sweep_output.txt");
+  EXPECT_NE(tests::read_file(dir / "sweep_output.txt").find("variant 'x'"), std::string::npos) << tests::read_file(dir / "sweep_output.txt");
 }

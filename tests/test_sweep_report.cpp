@@ -23,13 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // PATH with a fake gnuplot first, for the life of the object.
 struct FakeGnuplot {
   explicit FakeGnuplot(const fs::path& bin) : saved(std::getenv("PATH") ? std::getenv("PATH") : "") {
@@ -77,7 +70,7 @@ TEST(SweepReport, GnuplotRunsInAPlotsDirectoryWithAQuoteInItsName) {
   const fs::path plots = report / "plots";
   ASSERT_TRUE(fs::exists(plots / "o'brien.gp"));
   ASSERT_TRUE(fs::exists(plots / "gnuplot_ran")) << "gnuplot did not run in " << plots;
-  EXPECT_EQ(read_text(plots / "gnuplot_ran"), fs::canonical(plots).string() + "\no'brien.gp\n");
+  EXPECT_EQ(tests::read_file(plots / "gnuplot_ran"), fs::canonical(plots).string() + "\no'brien.gp\n");
 }
 
 TEST(SweepReport, ShellQuoteKeepsEveryCharacter) {
@@ -85,6 +78,6 @@ TEST(SweepReport, ShellQuoteKeepsEveryCharacter) {
     const fs::path out = tests::scratch_dir("sweep_report_shell_quote") / "out.txt";
     const std::string command = "printf '%s' " + shell_quote(s) + " > " + shell_quote(out.string());
     ASSERT_EQ(std::system(command.c_str()), 0) << command;
-    EXPECT_EQ(read_text(out), s) << command;
+    EXPECT_EQ(tests::read_file(out), s) << command;
   }
 }

@@ -1,4 +1,4 @@
-// `muonrun toy`: the thesis notes' toy problems (seed 000 §5.3) with every
+// `muonrun toy`: the toy problems of trainer/tools/toy.h with every
 // optimizer of the family.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
