@@ -30,29 +30,27 @@ OptimConfig resolve_preset(const OptimConfig& optim) {
   OptimConfig r = optim;
   const OptimConfig d;
   const PresetSetter set(optim.preset);
+  // Every preset names a point of the steepest-descent family.
+  auto steepest = [&](SteepestMode mode, OuterNorm outer, BackupNorm backup) {
+    set("steepest.mode", r.steepest.mode, d.steepest.mode, mode);
+    set("steepest.outer_norm", r.steepest.outer_norm, d.steepest.outer_norm, outer);
+    set("steepest.backup_norm", r.steepest.backup_norm, d.steepest.backup_norm, backup);
+  };
   switch (optim.preset) {
     case Preset::none:
       break;
     case Preset::muon_adam:
-      set("steepest.mode", r.steepest.mode, d.steepest.mode, SteepestMode::constrained);
-      set("steepest.outer_norm", r.steepest.outer_norm, d.steepest.outer_norm, OuterNorm::max);
-      set("steepest.backup_norm", r.steepest.backup_norm, d.steepest.backup_norm, BackupNorm::ada_inf);
+      steepest(SteepestMode::constrained, OuterNorm::max, BackupNorm::ada_inf);
       break;
     case Preset::scion:
-      set("steepest.mode", r.steepest.mode, d.steepest.mode, SteepestMode::constrained);
-      set("steepest.outer_norm", r.steepest.outer_norm, d.steepest.outer_norm, OuterNorm::max);
-      set("steepest.backup_norm", r.steepest.backup_norm, d.steepest.backup_norm, BackupNorm::sign);
+      steepest(SteepestMode::constrained, OuterNorm::max, BackupNorm::sign);
       set("muon.shape_factor", r.muon.shape_factor, d.muon.shape_factor, ShapeFactor::spectral);
       break;
     case Preset::muonmax:
-      set("steepest.mode", r.steepest.mode, d.steepest.mode, SteepestMode::regularized);
-      set("steepest.outer_norm", r.steepest.outer_norm, d.steepest.outer_norm, OuterNorm::hybrid);
-      set("steepest.backup_norm", r.steepest.backup_norm, d.steepest.backup_norm, BackupNorm::ada_2);
+      steepest(SteepestMode::regularized, OuterNorm::hybrid, BackupNorm::ada_2);
       break;
     case Preset::polargrad:
-      set("steepest.mode", r.steepest.mode, d.steepest.mode, SteepestMode::regularized);
-      set("steepest.outer_norm", r.steepest.outer_norm, d.steepest.outer_norm, OuterNorm::l2);
-      set("steepest.backup_norm", r.steepest.backup_norm, d.steepest.backup_norm, BackupNorm::ada_2);
+      steepest(SteepestMode::regularized, OuterNorm::l2, BackupNorm::ada_2);
       break;
   }
   return r;
