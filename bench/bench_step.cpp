@@ -162,7 +162,8 @@ int main(int argc, char** argv) {
     DataLoader data(config.data.train, plan.micro_batch, plan.seq_len, world.rank(), world.size(),
                     config.model.vocab_size);
     auto timer = make_phase_timer(device);
-    StepParts parts{model, optimizer, data, comm, device, plan, timer.get()};
+    auto graph = make_micro_step_graph(config, world.size(), model, device, plan);
+    StepParts parts{model, optimizer, data, comm, device, plan, timer.get(), graph.get()};
 
     // FLOPs per token, 6N + 6LCT (see the top of this file).
     int64_t params_total = 0, params_matmul = 0;

@@ -1,5 +1,7 @@
 #include "comm/c10d_communicator.h"
 
+#include "comm/collective_wait.h"
+
 namespace muonrun {
 namespace {
 
@@ -10,6 +12,7 @@ class C10dWork : public Work {
   void wait() override {
     if (!work_) return;
     try {
+      const CollectiveWait waiting;
       work_->wait();  // throws on a timeout, a lost peer or an aborted communicator
     } catch (const std::exception& e) {
       work_.reset();

@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "comm/collective_wait.h"
+
 namespace muonrun {
 namespace {
 
@@ -61,15 +63,15 @@ class MpiWork : public Work {
     // Poll rather than MPI_Wait, so that a dead or stuck peer becomes an
     // error after the timeout instead of a hang.
     const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    const CollectiveWait waiting;
     int done = 0;
     while (true) {
       check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), what_);
       if (done) break;
       if (std::chrono::steady_clock::now() > deadline) {
         abandon();
-        throw CommunicationError("rank " + std::to_string(rank_) + ": MPI " + what_ + " did not complete within " +
-                                 std::to_string(timeout_.count() / 1000) +
-                                 " s (comm.timeout_s): another rank died or stopped responding");
+        throw CommunicationError("MPI " + std::string(what_) + " did not complete within " +
+                                 std::to_string(timeout_.count() / 1000) + " s (comm.timeout_s)");
       }
       std::this_thread::yield();
     }

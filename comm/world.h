@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "comm/launch.h"
@@ -36,9 +37,16 @@ class World {
   // throw the same message naming the ranks that differ.
   void check_same_run(uint64_t config_hash) const;
 
+  // Every rank's `words` (the same count on every rank), in rank order.
+  std::vector<int64_t> all_gather_words(const std::vector<int64_t>& words) const;
+
   // Ends the job on every rank (MPI_Abort under mpirun); used after an error
   // so that the other ranks do not wait for this one until their timeout.
-  void abort(int exit_code) const;
+  // `links_may_be_down` (after a communication failure): Open MPI's daemons
+  // cannot pass an abort over a cut link and wait for TCP to give up
+  // (minutes), so this rank first ends its own launcher process (mpirun, or
+  // the node's orted) with two SIGTERMs, Open MPI's "terminate now".
+  void abort(int exit_code, bool links_may_be_down = false) const;
 
  private:
   LaunchInfo launch_;

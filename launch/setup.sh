@@ -23,7 +23,8 @@ FUZZ_BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 TORCH_VERSION=2.11.0
 PIP_PACKAGES=("torch==$TORCH_VERSION" numpy tiktoken safetensors)
 
-# Debian package -> a file that proves it is installed.
+# Debian package -> a file that proves it is installed, and the group whose
+# apt output gets one line.
 declare -A NEEDED=(
   [cmake]=/usr/bin/cmake
   [ninja-build]=/usr/bin/ninja
@@ -39,6 +40,16 @@ declare -A NEEDED=(
   [liblzma-dev]=/usr/include/lzma.h
   [zlib1g-dev]=/usr/include/zlib.h
   [xz-utils]=/usr/bin/xz
+  [gnuplot-nox]=/usr/bin/gnuplot  # the PNGs of `muonrun compare` and sweep reports
+)
+declare -A GROUP=(
+  [cmake]="build tools" [ninja-build]="build tools" [g++]="build tools" [pkg-config]="build tools"
+  [libopenmpi-dev]=MPI [openmpi-bin]=MPI
+  [libspdlog-dev]=libraries [libyaml-cpp-dev]=libraries [libgtest-dev]=libraries [libcli11-dev]=libraries
+  [libpcre2-dev]=libraries [liblzma-dev]=libraries [zlib1g-dev]=libraries [libgloo-dev]=libraries
+  [xz-utils]=tools [gnuplot-nox]=tools
+  [python3]=Python [python3-venv]=Python
+  [clang-14]=fuzzing [libclang-rt-14-dev]=fuzzing
 )
 # Gloo lives inside LibTorch, but the pip package has no Gloo headers: c10d's
 # ProcessGroupGloo.hpp compiles against Debian's (CPU ranks under torchrun or
@@ -72,18 +83,27 @@ for pkg in "${!NEEDED[@]}"; do
   [ -e "${NEEDED[$pkg]}" ] || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: apt: installing ${missing[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
   mkdir -p "$BUILD_DIR"
-  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-           --no-install-recommends "${missing[@]}"; } > "$BUILD_DIR/apt.log" 2>&1; then
+  : > "$BUILD_DIR/apt.log"
+  apt_failed() {
     tail -20 "$BUILD_DIR/apt.log" >&2
-    echo "setup: could not install: ${missing[*]} (no network or no apt?). Install them and run again." >&2
+    echo "setup: could not install: $1 (no network or no apt?). Install them and run again." >&2
     if [ "$FUZZ" = 1 ]; then echo "setup: FUZZ=0 skips the fuzzers and their clang." >&2; fi
     exit 1
-  fi
-  echo "setup: apt: done (log in $BUILD_DIR/apt.log)"
+  }
+  echo "setup: apt: update (log in $BUILD_DIR/apt.log)"
+  $SUDO apt-get update -qq >> "$BUILD_DIR/apt.log" 2>&1 || apt_failed "${missing[*]}"
+  # One apt-get and one line per group, in this order.
+  for group in "build tools" MPI libraries tools Python fuzzing other; do
+    pkgs=()
+    for pkg in "${missing[@]}"; do [ "${GROUP[$pkg]:-other}" = "$group" ] && pkgs+=("$pkg"); done
+    [ ${#pkgs[@]} -gt 0 ] || continue
+    echo "setup: apt: $group: ${pkgs[*]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" \
+      >> "$BUILD_DIR/apt.log" 2>&1 || apt_failed "${pkgs[*]}"
+  done
 fi
 
 if [ -z "$PYTHON" ]; then

@@ -5,42 +5,16 @@
 namespace muonrun {
 namespace {
 
-// One chunk: its summed loss, and (when asked) the gradients of the summed
-// loss with respect to the chunk's hidden states and to the weight.
-struct ChunkResult {
-  torch::Tensor loss_sum, grad_hidden, grad_weight;
-};
-
-ChunkResult head_chunk(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& targets,
-                       double softcap, bool gradients) {
-  auto logits = torch::mm(h, w.t()).to(torch::kFloat);  // [n, V]
-  torch::Tensor capped = softcap > 0 ? torch::tanh(logits / softcap) : logits;  // tanh(l/cap), or l
-  if (softcap > 0) capped.mul_(softcap);
-  auto lse = torch::logsumexp(capped, 1, /*keepdim=*/true);  // [n, 1]
-  auto picked = capped.gather(1, targets.view({-1, 1}));
-  ChunkResult out{(lse - picked).sum(), {}, {}};
-  if (!gradients) return out;
-  // d loss / d capped = softmax - one_hot(target); through the cap:
-  // d capped / d logits = 1 - tanh^2 = 1 - (capped / cap)^2.
-  auto grad = capped.sub_(lse).exp_();
-  grad.scatter_add_(1, targets.view({-1, 1}), torch::full({targets.size(0), 1}, -1.0f, grad.options()));
-  if (softcap > 0) {
-    auto t = torch::tanh(logits.div_(softcap));
-    grad.mul_(1 - t.square_());
-  }
-  auto g = grad.to(h.scalar_type());
-  out.grad_hidden = torch::mm(g, w);
-  out.grad_weight = torch::mm(g.t(), h).to(torch::kFloat);
-  return out;
-}
-
 struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
                                const torch::Tensor& weight, const torch::Tensor& targets, double softcap,
-                               int64_t chunk_tokens, bool gradients) {
+                               int64_t chunk_tokens, bool gradients, SoftcapCrossEntropy how) {
     const int64_t N = hidden.size(0);
+    const bool fp32 = hidden.scalar_type() == torch::kFloat;
     auto w = weight.to(hidden.scalar_type());
     auto total = torch::zeros({}, hidden.options().dtype(torch::kFloat));
+    // One fp32 logits buffer serves every chunk; it becomes the chunk's gradient.
+    auto logits_buffer = torch::empty({std::min(chunk_tokens, N), w.size(0)}, hidden.options().dtype(torch::kFloat));
     torch::Tensor grad_hidden, grad_weight;
     if (gradients) {
       grad_hidden = torch::empty_like(hidden);
@@ -48,12 +22,17 @@ struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
     }
     for (int64_t start = 0; start < N; start += chunk_tokens) {
       const int64_t n = std::min(chunk_tokens, N - start);
-      auto part = head_chunk(hidden.narrow(0, start, n), w, targets.narrow(0, start, n), softcap, gradients);
-      total += part.loss_sum;
-      if (gradients) {
-        grad_hidden.narrow(0, start, n).copy_(part.grad_hidden);
-        grad_weight += part.grad_weight;
-      }
+      auto h = hidden.narrow(0, start, n);
+      auto logits = logits_buffer.narrow(0, 0, n);
+      if (fp32) at::mm_out(logits, h, w.t());
+      else logits.copy_(torch::mm(h, w.t()));  // bf16 product, fp32 soft-cap and softmax
+      total += softcap_cross_entropy_(logits, targets.narrow(0, start, n), softcap, gradients, how);
+      if (!gradients) continue;
+      auto g = logits.to(h.scalar_type());  // no copy in fp32
+      auto grad_h = grad_hidden.narrow(0, start, n);
+      at::mm_out(grad_h, g, w);
+      if (fp32) grad_weight.addmm_(g.t(), h);
+      else grad_weight += torch::mm(g.t(), h).to(torch::kFloat);
     }
     ctx->save_for_backward({grad_hidden, grad_weight});
     ctx->saved_data["N"] = N;
@@ -66,21 +45,32 @@ struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
     const double scale = 1.0 / static_cast<double>(ctx->saved_data["N"].toInt());
     auto g = grad_outputs[0] * scale;  // a scalar
     return {saved[0] * g.to(saved[0].scalar_type()), saved[1] * g, torch::Tensor(), torch::Tensor(),
-            torch::Tensor(), torch::Tensor()};
+            torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
 }  // namespace
 
+SoftcapCrossEntropy default_softcap_cross_entropy(const torch::Device& device) {
+  return device.is_cpu() ? SoftcapCrossEntropy::blocked : SoftcapCrossEntropy::composite;
+}
+
 torch::Tensor chunked_head_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
                                 const torch::Tensor& targets, double softcap, int64_t chunk_tokens) {
+  return chunked_head_loss(hidden, weight, targets, softcap, chunk_tokens,
+                           default_softcap_cross_entropy(hidden.device()));
+}
+
+torch::Tensor chunked_head_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                const torch::Tensor& targets, double softcap, int64_t chunk_tokens,
+                                SoftcapCrossEntropy how) {
   TORCH_CHECK(hidden.dim() == 2 && targets.dim() == 1 && hidden.size(0) == targets.size(0),
               "chunked_head_loss: hidden [N, D] and targets [N]");
   TORCH_CHECK(chunk_tokens > 0, "chunked_head_loss: chunk_tokens must be positive");
   // Inside forward grad mode is off, so whether gradients are wanted is
   // decided here: not under NoGradGuard (evaluation), whatever the weight says.
   const bool gradients = torch::GradMode::is_enabled() && (hidden.requires_grad() || weight.requires_grad());
-  return ChunkedHead::apply(hidden, weight, targets, softcap, chunk_tokens, gradients);
+  return ChunkedHead::apply(hidden, weight, targets, softcap, chunk_tokens, gradients, how);
 }
 
 }  // namespace muonrun

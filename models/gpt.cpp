@@ -1,9 +1,15 @@
 #include "models/gpt.h"
 
+#include <spdlog/spdlog.h>
+
 #include <cfloat>
 #include <cmath>
+#include <mutex>
 
 #include "models/chunked_head.h"
+#include "models/fused_rms_norm.h"
+#include "models/qk_norm_rotary.h"
+#include "models/relu_square.h"
 
 namespace muonrun {
 
@@ -13,7 +19,7 @@ int64_t padded_vocab(const ModelConfig& config) {
 }
 
 torch::Tensor rms_norm(const torch::Tensor& x) {
-  auto x32 = x.to(torch::kFloat);
+  auto x32 = x.scalar_type() == torch::kDouble ? x : x.to(torch::kFloat);
   auto inv_rms = torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + FLT_EPSILON);
   return (x32 * inv_rms).to(x.scalar_type());
 }
@@ -30,6 +36,44 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
 
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
   return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true);
+}
+
+// --- ElementwiseOps: fused, or the composite ops above ----------------------
+torch::Tensor ElementwiseOps::norm(const torch::Tensor& x) const {
+  return fused ? fused_rms_norm(x) : rms_norm(x);
+}
+
+torch::Tensor ElementwiseOps::qk_norm_rotary(const torch::Tensor& x, const torch::Tensor& cos,
+                                             const torch::Tensor& sin) const {
+  if (fused) return muonrun::qk_norm_rotary(x, cos, sin);
+  return apply_rotary(rms_norm(x), cos, sin).transpose(1, 2);
+}
+
+torch::Tensor ElementwiseOps::relu_square(const torch::Tensor& x) const {
+  return fused ? muonrun::relu_square(x) : torch::relu(x).square();
+}
+
+MixNorm ElementwiseOps::block_input(const torch::Tensor& x_in, const torch::Tensor& x0,
+                                    const torch::Tensor& lambdas, const torch::Tensor& skip,
+                                    const torch::Tensor& skip_weight) const {
+  if (fused) {
+    // l0 (x_in + s skip) + l1 x0 = l0 x_in + (l0 s) skip + l1 x0, the
+    // weights in fp32 (l0 s from its product in double).
+    const auto l0 = lambdas[0], l1 = lambdas[1];
+    if (!skip.defined()) return mix_norm({{x_in, l0}, {x0, l1}});
+    return mix_norm({{x_in, l0}, {skip, l0.to(torch::kDouble) * skip_weight}, {x0, l1}});
+  }
+  const auto dtype = x_in.scalar_type();
+  auto x = skip.defined() ? x_in + skip_weight.to(dtype) * skip : x_in;
+  auto l = lambdas.to(dtype);
+  x = l[0] * x + l[1] * x0;
+  return {x, rms_norm(x)};
+}
+
+MixNorm ElementwiseOps::add_norm(const torch::Tensor& x, const torch::Tensor& y) const {
+  if (fused) return mix_norm({{x, {}}, {y, {}}});
+  auto sum = x + y;
+  return {sum, rms_norm(sum)};
 }
 
 // --- CastedLinear -----------------------------------------------------------
@@ -59,7 +103,8 @@ AttentionImpl::AttentionImpl(const ModelConfig& config)
 std::pair<torch::Tensor, torch::Tensor> AttentionImpl::forward(const torch::Tensor& x,
                                                                const torch::Tensor& v1_in,
                                                                const torch::Tensor& cos,
-                                                               const torch::Tensor& sin) {
+                                                               const torch::Tensor& sin,
+                                                               const ElementwiseOps& ops) {
   const int64_t B = x.size(0), T = x.size(1);
   auto q = c_q(x).view({B, T, heads, head_dim});
   auto k = c_k(x).view({B, T, heads, head_dim});
@@ -68,9 +113,9 @@ std::pair<torch::Tensor, torch::Tensor> AttentionImpl::forward(const torch::Tens
   auto v1 = v1_in.defined() ? v1_in : v;
   auto l = lamb.to(x.scalar_type());
   v = (1 - l) * v + l * v1;
-  q = apply_rotary(rms_norm(q), cos, sin);
-  k = apply_rotary(rms_norm(k), cos, sin);
-  auto y = causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2));
+  // QK-norm and rotary, into attention's [B, H, T, D].
+  auto y = causal_attention(ops.qk_norm_rotary(q, cos, sin), ops.qk_norm_rotary(k, cos, sin),
+                            v.transpose(1, 2));
   y = y.transpose(1, 2).contiguous().view({B, T, heads * head_dim});
   return {c_proj(y), v1};
 }
@@ -82,8 +127,8 @@ MlpImpl::MlpImpl(const ModelConfig& config) {
   c_proj = register_module("c_proj", CastedLinear(hidden, config.dim, true));
 }
 
-torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  return c_proj(torch::relu(c_fc(x)).square());
+torch::Tensor MlpImpl::forward(const torch::Tensor& x, const ElementwiseOps& ops) {
+  return c_proj(ops.relu_square(c_fc(x)));
 }
 
 BlockImpl::BlockImpl(const ModelConfig& config) {
@@ -92,17 +137,16 @@ BlockImpl::BlockImpl(const ModelConfig& config) {
   lambdas = register_parameter("lambdas", torch::tensor({1.0f, 0.0f}));
 }
 
-std::pair<torch::Tensor, torch::Tensor> BlockImpl::forward(const torch::Tensor& x_in,
-                                                           const torch::Tensor& v1,
-                                                           const torch::Tensor& x0,
-                                                           const torch::Tensor& cos,
-                                                           const torch::Tensor& sin) {
-  auto l = lambdas.to(x_in.scalar_type());
-  auto x = l[0] * x_in + l[1] * x0;
-  auto [attn_out, v1_out] = attn(rms_norm(x), v1, cos, sin);
-  x = x + attn_out;
-  x = x + mlp(rms_norm(x));
-  return {x, v1_out};
+std::pair<torch::Tensor, torch::Tensor> BlockImpl::forward(
+    const torch::Tensor& x_in, const torch::Tensor& v1, const torch::Tensor& x0, const torch::Tensor& skip,
+    const torch::Tensor& skip_weight, const torch::Tensor& cos, const torch::Tensor& sin,
+    const ElementwiseOps& ops) {
+  // x = l0 * (x_in + s * skip) + l1 * x0, and norm(x) for attention.
+  auto in = ops.block_input(x_in, x0, lambdas, skip, skip_weight);
+  auto [attn_out, v1_out] = attn->forward(in.normed, v1, cos, sin, ops);
+  // x = x + attn_out, and norm(x) for the MLP.
+  auto mid = ops.add_norm(in.x, attn_out);
+  return {mid.x + mlp->forward(mid.normed, ops), v1_out};
 }
 
 // --- GPT --------------------------------------------------------------------
@@ -134,27 +178,39 @@ std::pair<torch::Tensor, torch::Tensor> GPTImpl::rotary(int64_t T, torch::Device
   return {rotary_cos_, rotary_sin_};
 }
 
+ElementwiseOps GPTImpl::elementwise_ops(torch::Device device) const {
+  const bool fused = config.kernels == Kernels::fused ||
+                     (config.kernels == Kernels::automatic && device.is_cpu());
+  if (fused && device.is_cuda()) {
+    static std::once_flag warned;
+    std::call_once(warned, [] {
+      spdlog::warn("model.kernels=fused on CUDA: these kernels have not yet been verified on a GPU: "
+                   "qk_norm_rotary, relu_square, mix_norm (models/*.cu) and fused_rms_norm (at::rms_norm)");
+    });
+  }
+  return ElementwiseOps{fused};
+}
+
 torch::Tensor GPTImpl::hidden_states(const torch::Tensor& idx) {
+  const auto ops = elementwise_ops(idx.device());
   auto [cos, sin] = rotary(idx.size(1), idx.device());
-  auto x = rms_norm(wte(idx).to(compute_dtype));
+  auto x = ops.norm(wte(idx).to(compute_dtype));
   auto x0 = x;
   torch::Tensor v1;
   const int64_t encoder_layers = config.layers / 2;
   std::vector<torch::Tensor> skips;
-  auto skip = skip_weights.to(compute_dtype);
   for (int64_t i = 0; i < config.layers; ++i) {
-    if (i >= encoder_layers) {
-      // U-net: decoder block j adds the output of encoder block (encoder_layers - 1 - j).
-      const int64_t j = i - encoder_layers;
-      if (!skips.empty()) {
-        x = x + skip[j] * skips.back();
-        skips.pop_back();
-      }
+    // U-net: decoder block j adds the output of encoder block (encoder_layers - 1 - j).
+    torch::Tensor skip, skip_weight;
+    if (i >= encoder_layers && !skips.empty()) {
+      skip = skips.back();
+      skip_weight = skip_weights[i - encoder_layers];
+      skips.pop_back();
     }
-    std::tie(x, v1) = h[i]->as<Block>()->forward(x, v1, x0, cos, sin);
+    std::tie(x, v1) = h[i]->as<Block>()->forward(x, v1, x0, skip, skip_weight, cos, sin, ops);
     if (i < encoder_layers) skips.push_back(x);
   }
-  return rms_norm(x);
+  return ops.norm(x);
 }
 
 torch::Tensor GPTImpl::forward(const torch::Tensor& idx) {

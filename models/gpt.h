@@ -8,6 +8,10 @@
 //   blocks 0..5 push x, blocks 6..11 first add skip_weight * pop()  (U-net)
 //   norm -> lm_head -> 30*tanh(logits/30) -> cross-entropy in fp32
 //
+// The element-wise steps (norms, QK-norm + rotary, relu^2, the residual mixes
+// folded into the norms after them) go through ElementwiseOps: one fused op
+// each, or the composite LibTorch ops they replace (model.kernels).
+//
 // Parameters stay in fp32 (the master weights); forward casts them to the
 // compute dtype (bf16 on CUDA, fp32 on the CPU), as CastedLinear in
 // modded-nanogpt's train_gpt2.py.
@@ -26,12 +30,34 @@
 
 #include <torch/torch.h>
 
+#include "models/mix_norm.h"
 #include "models/model_config.h"
 
 namespace muonrun {
 
 // Vocabulary rounded up to a multiple of `vocab_multiple` (50257 -> 50304).
 int64_t padded_vocab(const ModelConfig& config);
+
+// The network's element-wise steps, either as fused autograd ops
+// (models/fused_rms_norm.h, qk_norm_rotary.h, relu_square.h, mix_norm.h) or,
+// with `fused` false, as the composite LibTorch ops below (the reference the
+// fused ops are tested against).
+struct ElementwiseOps {
+  bool fused = false;
+
+  torch::Tensor norm(const torch::Tensor& x) const;
+  // q or k [B, T, H, D] -> rotary(rms_norm(.)) as [B, H, T, D] for attention.
+  torch::Tensor qk_norm_rotary(const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin) const;
+  torch::Tensor relu_square(const torch::Tensor& x) const;
+  // A block's input: x = l0 * (x_in + s * skip) + l1 * x0, where skip (with
+  // weight s, a 0-dim tensor) is the U-net's skip connection or undefined;
+  // returns x and its norm.
+  MixNorm block_input(const torch::Tensor& x_in, const torch::Tensor& x0, const torch::Tensor& lambdas,
+                      const torch::Tensor& skip, const torch::Tensor& skip_weight) const;
+  // x + y and its norm.
+  MixNorm add_norm(const torch::Tensor& x, const torch::Tensor& y) const;
+};
 
 // A bias-free linear layer whose fp32 weight is cast to the input's dtype.
 struct CastedLinearImpl : torch::nn::Module {
@@ -46,8 +72,8 @@ struct AttentionImpl : torch::nn::Module {
   // `v1` is the first block's values (undefined in the first block); returns
   // the output and this block's v1.
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const torch::Tensor& v1,
-                                                  const torch::Tensor& cos,
-                                                  const torch::Tensor& sin);
+                                                  const torch::Tensor& cos, const torch::Tensor& sin,
+                                                  const ElementwiseOps& ops);
   int64_t heads, head_dim;
   CastedLinear c_q{nullptr}, c_k{nullptr}, c_v{nullptr}, c_proj{nullptr};
   torch::Tensor lamb;
@@ -56,17 +82,20 @@ TORCH_MODULE(Attention);
 
 struct MlpImpl : torch::nn::Module {
   explicit MlpImpl(const ModelConfig& config);
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x, const ElementwiseOps& ops);
   CastedLinear c_fc{nullptr}, c_proj{nullptr};
 };
 TORCH_MODULE(Mlp);
 
 struct BlockImpl : torch::nn::Module {
   explicit BlockImpl(const ModelConfig& config);
+  // `skip` (weight `skip_weight`) is the U-net connection added to x before
+  // the block's mix, or undefined.
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const torch::Tensor& v1,
-                                                  const torch::Tensor& x0,
-                                                  const torch::Tensor& cos,
-                                                  const torch::Tensor& sin);
+                                                  const torch::Tensor& x0, const torch::Tensor& skip,
+                                                  const torch::Tensor& skip_weight,
+                                                  const torch::Tensor& cos, const torch::Tensor& sin,
+                                                  const ElementwiseOps& ops);
   Attention attn{nullptr};
   Mlp mlp{nullptr};
   torch::Tensor lambdas;
@@ -96,6 +125,8 @@ struct GPTImpl : torch::nn::Module {
   torch::Tensor skip_weights;
 
  private:
+  // The element-wise ops model.kernels chooses for tensors on `device`.
+  ElementwiseOps elementwise_ops(torch::Device device) const;
   // Rotary tables for sequence length T: cos, sin of shape [1, T, 1, head_dim/2].
   std::pair<torch::Tensor, torch::Tensor> rotary(int64_t T, torch::Device device);
   torch::Tensor rotary_cos_, rotary_sin_;
@@ -103,7 +134,8 @@ struct GPTImpl : torch::nn::Module {
 TORCH_MODULE(GPT);
 
 // RMS normalisation over the last dimension without a learned weight,
-// computed in fp32 and returned in the input's dtype (as F.rms_norm).
+// computed in fp32 (double for double: the tests' float64 references) and
+// returned in the input's dtype (as F.rms_norm).
 torch::Tensor rms_norm(const torch::Tensor& x);
 
 // Causal self-attention over q, k, v of shape [B, H, T, D] with scale

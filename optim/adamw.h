@@ -17,6 +17,14 @@
 //
 // For the steepest-descent variants (optim/steepest_descent.h) a step splits
 // into advance() (the moments), dual_norms() and apply() with any backup norm.
+//
+// step() with the default arithmetic (bias correction, zero init, no
+// nesting) runs LibTorch's fused multi-tensor AdamW (at::_fused_adamw_, the
+// kernel of torch.optim.AdamW(fused=True), on the CPU and CUDA): one kernel
+// per group instead of several per parameter, and a device-side skip (its
+// found_inf) for steps with non-finite gradients. Step counts live on the
+// parameters' device as the kernel wants them (float32, exact to 2^24
+// steps); the per-parameter path reads them on the host.
 #pragma once
 
 #include <torch/torch.h>
@@ -44,7 +52,12 @@ class AdamW {
   AdamW(std::vector<AdamWGroup> groups, const AdamConfig& config);
 
   // One update of every parameter that has a gradient; lr = group lr x multiplier.
-  void step(double lr_multiplier);
+  // `skip`: undefined, or a 0-dim bool tensor on the parameters' device
+  // that, when true, leaves weights, moments and step counts as they were;
+  // only with fused().
+  void step(double lr_multiplier, const torch::Tensor& skip = {});
+  // Whether step() runs the fused kernel (the default arithmetic).
+  bool fused() const;
 
   // Advances the moments of every parameter that has a gradient.
   void advance();
@@ -70,13 +83,15 @@ class AdamW {
  private:
   struct ParamState {
     torch::Tensor exp_avg, exp_avg_sq;  // m (s when nested), v
-    int64_t step = 0;
+    torch::Tensor step;                 // updates so far: float32, 0-dim, on the parameter's device
   };
-  // Bias corrections 1-b^t of a parameter (1 when switched off).
-  double correction1(const ParamState& s) const;
-  double correction2(const ParamState& s) const;
+  // The step counts of every parameter, in one host transfer.
+  std::map<std::string, int64_t> host_steps() const;
+  // Bias corrections 1-b^t after t steps (1 when switched off).
+  double correction1(int64_t t) const;
+  double correction2(int64_t t) const;
   // sqrt(v^) + eps
-  torch::Tensor denominator(const ParamState& s, double eps) const;
+  torch::Tensor denominator(const ParamState& s, int64_t t, double eps) const;
 
   std::vector<AdamWGroup> groups_;
   AdamConfig config_;

@@ -1,6 +1,8 @@
 #include "optim/muon.h"
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <stdexcept>
 
 #include "optim/optimizer.h"
@@ -46,10 +48,64 @@ void muon_apply(torch::Tensor param, const torch::Tensor& polar, const MuonStep&
              -step.lr * scale * muon_shape_factor(param.size(0), param.size(1), step.shape));
 }
 
+namespace {
+
+// m x n and n x m matrices share one stack in the orientation rows <= cols,
+// the one Newton-Schulz works in.
+torch::Tensor wide(const torch::Tensor& t) { return t.size(0) > t.size(1) ? t.t() : t; }
+
+}  // namespace
+
+std::pair<int64_t, int64_t> muon_size_class(int64_t rows, int64_t cols) {
+  return {std::min(rows, cols), std::max(rows, cols)};
+}
+
+void muon_update_batch(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
+                       const std::vector<torch::Tensor>& momenta, const MuonStep& step, const torch::Tensor& skip) {
+  torch::NoGradGuard no_grad;
+  TORCH_CHECK(!params.empty() && grads.size() == params.size() && momenta.size() == params.size(),
+              "muon_update_batch: one gradient and one momentum per matrix");
+  std::vector<torch::Tensor> g, m;
+  for (size_t k = 0; k < params.size(); ++k) {
+    TORCH_CHECK(muon_size_class(params[k].size(0), params[k].size(1)) ==
+                    muon_size_class(params[0].size(0), params[0].size(1)),
+                "muon_update_batch: matrices of one size class only");
+    g.push_back(wide(grads[k]));
+    m.push_back(wide(momenta[k]));
+  }
+  auto G = torch::stack(g), M = torch::stack(m);
+  // A skipped step: the momentum moves towards itself (lerp(M, M, w) = M,
+  // whatever NaN the gradient holds) and the update is the polar factor of
+  // 0, which is 0; weight decay multiplies by 1.
+  if (skip.defined()) G = torch::where(skip, M, G);
+  M.lerp_(G, 1 - step.momentum);
+  auto U = step.nesterov ? G.lerp(M, step.momentum) : M;
+  if (skip.defined()) U = U.masked_fill(skip, 0);
+  std::vector<torch::Tensor> wide_momenta;
+  for (const auto& t : momenta) wide_momenta.push_back(wide(t));
+  at::_foreach_copy_(wide_momenta, M.unbind(0));
+  // bf16 tensor cores on the GPU; fp32 on the CPU, where bf16 is slow and gains nothing.
+  const auto dtype = G.is_cuda() ? torch::kBFloat16 : torch::kFloat;
+  auto O = (step.exact_polar ? exact_polar(U) : newton_schulz(U, step.ns_steps, step.schedule, dtype))
+               .to(params[0].scalar_type());
+  if (step.weight_decay != 0) {
+    if (skip.defined()) at::_foreach_mul_(params, torch::where(skip, 1.0, 1 - step.lr * step.weight_decay));
+    else at::_foreach_mul_(params, 1 - step.lr * step.weight_decay);
+  }
+  // W -= lr s O, one multi-tensor add per shape factor s (a size class has
+  // at most two: its wide and its tall matrices).
+  std::map<double, std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>> by_factor;
+  for (size_t k = 0; k < params.size(); ++k) {
+    auto& [targets, updates] = by_factor[muon_shape_factor(params[k].size(0), params[k].size(1), step.shape)];
+    targets.push_back(wide(params[k]));
+    updates.push_back(O[k]);
+  }
+  for (auto& [factor, lists] : by_factor) at::_foreach_add_(lists.first, lists.second, -step.lr * factor);
+}
+
 void muon_update(torch::Tensor param, const torch::Tensor& grad, torch::Tensor& momentum,
                  const MuonStep& step) {
-  muon_advance_momentum(momentum, grad, step);
-  muon_apply(param, muon_direction(grad, momentum, step).polar, step, 1.0);
+  muon_update_batch({param}, {grad}, {momentum}, step, {});
 }
 
 Muon::Muon(std::vector<NamedParam> params, const MuonConfig& config, std::vector<bool> owned)
@@ -65,8 +121,31 @@ Muon::Muon(std::vector<NamedParam> params, const MuonConfig& config, std::vector
 }
 
 void Muon::update(size_t index, const torch::Tensor& grad, const MuonStep& hyper) {
-  auto& p = params_.at(index);
-  muon_update(p.tensor, grad, momentum_.at(p.name), hyper);
+  update(std::vector<size_t>{index}, {grad}, hyper);
+}
+
+void Muon::update(const std::vector<size_t>& indices, const std::vector<torch::Tensor>& grads,
+                  const MuonStep& hyper, const torch::Tensor& skip) {
+  TORCH_CHECK(grads.size() == indices.size(), "Muon::update: one gradient per matrix");
+  // Size classes in the order they first occur, each one batched update.
+  std::vector<std::pair<std::pair<int64_t, int64_t>, std::vector<size_t>>> classes;
+  for (size_t k = 0; k < indices.size(); ++k) {
+    const auto& t = params_.at(indices[k]).tensor;
+    const auto key = muon_size_class(t.size(0), t.size(1));
+    auto it = std::find_if(classes.begin(), classes.end(), [&](const auto& c) { return c.first == key; });
+    if (it == classes.end()) it = classes.insert(classes.end(), {key, {}});
+    it->second.push_back(k);
+  }
+  for (const auto& [key, members] : classes) {
+    std::vector<torch::Tensor> params, batch_grads, momenta;
+    for (size_t k : members) {
+      const auto& p = params_.at(indices[k]);
+      params.push_back(p.tensor);
+      batch_grads.push_back(grads[k]);
+      momenta.push_back(momentum_.at(p.name));
+    }
+    muon_update_batch(params, batch_grads, momenta, hyper, skip);
+  }
 }
 
 void Muon::advance_momentum(size_t index, const torch::Tensor& grad, const MuonStep& hyper) {

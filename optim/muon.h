@@ -66,6 +66,20 @@ void muon_apply(torch::Tensor param, const torch::Tensor& polar, const MuonStep&
 void muon_update(torch::Tensor param, const torch::Tensor& grad, torch::Tensor& momentum,
                  const MuonStep& step);
 
+// (min, max) of a matrix's sides: m x n and n x m matrices share a
+// Newton-Schulz batch (the tall ones transposed).
+std::pair<int64_t, int64_t> muon_size_class(int64_t rows, int64_t cols);
+
+// muon_update for matrices of one size class at once: the momenta advance
+// on one stack and Newton-Schulz runs once over the stack, so that a step
+// launches a few dozen kernels per size class instead of as many per
+// matrix. `momenta[k]` is updated in place. `skip`: undefined, or a 0-dim
+// bool tensor on the matrices' device that, when true, leaves weights and
+// momenta exactly as they were (a step with non-finite gradients), decided
+// on the device without a host round trip.
+void muon_update_batch(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
+                       const std::vector<torch::Tensor>& momenta, const MuonStep& step, const torch::Tensor& skip);
+
 class Muon {
  public:
   // `owned[i]`: whether this rank updates matrix i and keeps its momentum
@@ -74,6 +88,10 @@ class Muon {
 
   // One update of owned matrix `index` from `grad` (the mean over ranks).
   void update(size_t index, const torch::Tensor& grad, const MuonStep& hyper);
+  // The same for owned matrices `indices` (one gradient each), one batched
+  // update per size class (muon_update_batch, `skip` as there).
+  void update(const std::vector<size_t>& indices, const std::vector<torch::Tensor>& grads, const MuonStep& hyper,
+              const torch::Tensor& skip = {});
   // The same in parts (see muon_update), for the steepest-descent variants.
   void advance_momentum(size_t index, const torch::Tensor& grad, const MuonStep& hyper);
   MuonDirection direction(size_t index, const torch::Tensor& grad, const MuonStep& hyper) const;

@@ -34,13 +34,20 @@ torch::Tensor newton_schulz(const torch::Tensor& G, int64_t steps,
   const bool tall = G.size(-2) > G.size(-1);
   auto X = G.to(dtype);
   if (tall) X = X.transpose(-2, -1);
+  // One stack [k, m, n] whatever the input, so that a single matrix and a
+  // batch run the same bmm kernels; each matrix keeps its own norm.
+  const auto shape = X.sizes().vec();
+  X = X.reshape({-1, shape[shape.size() - 2], shape.back()});
   X = X / (X.norm(2, {-2, -1}, /*keepdim=*/true) * schedule.norm_scale + schedule.norm_eps);
   for (int64_t i = 0; i < steps; ++i) {
     const auto& k = schedule.coefficients[std::min<size_t>(i, schedule.coefficients.size() - 1)];
-    auto A = torch::matmul(X, X.transpose(-2, -1));
-    auto B = k[1] * A + k[2] * torch::matmul(A, A);
-    X = k[0] * X + torch::matmul(B, X);
+    auto A = torch::bmm(X, X.transpose(-2, -1));
+    // b A + c A A and a X + B X in one fused multiply-add each, as
+    // KellerJordan/modded-nanogpt's zeropower_via_newtonschulz5 does.
+    auto B = torch::baddbmm(A, A, A, /*beta=*/k[1], /*alpha=*/k[2]);
+    X = torch::baddbmm(X, B, X, /*beta=*/k[0], /*alpha=*/1);
   }
+  X = X.reshape(shape);
   return tall ? X.transpose(-2, -1) : X;
 }
 

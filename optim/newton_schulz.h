@@ -37,7 +37,8 @@ NewtonSchulzSchedule polar_express_schedule();
 // Orthogonalises G ([m, n], or a batch [k, m, n] of same-shape matrices) with
 // `steps` iterations, computing in `dtype` (bf16 on CUDA). Works on the
 // transpose when m > n so that A = X X^T is the smaller Gram matrix. Returns
-// a tensor of `dtype`.
+// a tensor of `dtype`. A batch costs the kernels of one matrix (3 batched
+// products per iteration), so Muon stacks the matrices of one size class.
 torch::Tensor newton_schulz(const torch::Tensor& G, int64_t steps,
                             const NewtonSchulzSchedule& schedule, torch::ScalarType dtype);
 

@@ -64,13 +64,15 @@ void Optimizer::end_backward() {
   if (reducer_) reducer_->end_backward();
 }
 
-void Optimizer::step(int64_t step, std::optional<double> loss) {
+void Optimizer::step(int64_t step, std::optional<double> loss, const torch::Tensor& skip) {
   torch::NoGradGuard no_grad;
+  if (skip.defined() && !skips_on_device())
+    throw std::logic_error("Optimizer::step: this optimizer variant cannot skip a step on the device");
   if (reducer_) {
     PhaseScope wait(timer_, Phase::CommWait);
     for (size_t u : plan_.bucket_units) reducer_->wait_bucket(u);
   }
-  StepContext context(step, lr_multiplier(step), loss, optim_, adam, muon.get(), matrices_, plan_, comm_,
+  StepContext context(step, lr_multiplier(step), loss, skip, optim_, adam, muon.get(), matrices_, plan_, comm_,
                       reducer_.get(), timer_);
   rule_->step(context);
 }
@@ -87,8 +89,11 @@ std::string Optimizer::describe() const {
   return out + rule_->describe();
 }
 
-void Optimizer::zero_grad() {
-  for (auto& p : params_) p.mutable_grad().reset();
+void Optimizer::zero_grad(bool set_to_none) {
+  for (auto& p : params_) {
+    if (set_to_none) p.mutable_grad().reset();
+    else if (p.grad().defined()) p.mutable_grad().zero_();
+  }
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> Optimizer::state() const {

@@ -56,8 +56,16 @@ class Optimizer {
   void end_backward();
   // Update number `step` (0-based) from the gradients. `loss`: the step's
   // training loss (mean over ranks), which Momo needs (see uses_loss()).
-  void step(int64_t step, std::optional<double> loss = std::nullopt);
+  // `skip`: undefined, or (only when skips_on_device()) a 0-dim bool tensor
+  // on the model's device, the same on every rank, that when true makes the
+  // step change no weight and no optimizer state, as discard_step() would,
+  // without the host reading it first.
+  void step(int64_t step, std::optional<double> loss = std::nullopt, const torch::Tensor& skip = {});
   bool uses_loss() const { return rule_->uses_loss(); }
+  // Whether step() takes `skip`: the recipe and AdamW-only rules with
+  // AdamW's default arithmetic (the speedrun's); the steepest-descent and
+  // Momo variants read dual norms and the loss on the host anyway.
+  bool skips_on_device() const { return rule_->skips_on_device(adam) && !rule_->uses_loss(); }
   // Finishes the step's communication but changes nothing (a diverged step
   // is skipped); every rank must call it when one does.
   void discard_step();
@@ -65,8 +73,10 @@ class Optimizer {
   void set_lr_scale(double scale) { lr_scale_ = scale; }
   // One line naming the optimizer variant, for logs.
   std::string describe() const;
-  // Drops every gradient (set to none), ready for the next accumulation.
-  void zero_grad();
+  // Readies the gradients for the next accumulation: drops them (set to
+  // none), or zeroes them in place where something holds on to them (a CUDA
+  // graph that adds into them), as torch.optim's zero_grad(set_to_none).
+  void zero_grad(bool set_to_none = true);
   double lr_multiplier(int64_t step) const;
   // step() reports its phases (Newton-Schulz, AdamW, communication waits)
   // to `timer` from now on; null (the default) reports nothing.

@@ -33,12 +33,13 @@ std::unique_ptr<StepRule> make_step_rule(const OptimConfig& resolved) {
   throw std::logic_error("no optimizer step rule applies to this config");
 }
 
-StepContext::StepContext(int64_t step, double lr_multiplier, std::optional<double> loss, const OptimConfig& optim,
-                         AdamW& adam, Muon* muon, const std::vector<NamedParam>& matrices, const StepPlan& plan,
-                         Communicator* comm, GradientReducer* reducer, PhaseTimer* timer)
+StepContext::StepContext(int64_t step, double lr_multiplier, std::optional<double> loss, torch::Tensor skip,
+                         const OptimConfig& optim, AdamW& adam, Muon* muon, const std::vector<NamedParam>& matrices,
+                         const StepPlan& plan, Communicator* comm, GradientReducer* reducer, PhaseTimer* timer)
     : step(step),
       lr_multiplier(lr_multiplier),
       loss(loss),
+      skip(std::move(skip)),
       optim(optim),
       adam(adam),
       muon(muon),
@@ -47,6 +48,25 @@ StepContext::StepContext(int64_t step, double lr_multiplier, std::optional<doubl
       plan_(plan),
       comm_(comm),
       reducer_(reducer) {}
+
+std::vector<std::vector<MatrixSlot>> StepContext::slots_by_size_class() const {
+  std::vector<std::pair<std::pair<int64_t, int64_t>, std::vector<MatrixSlot>>> classes;
+  for (const auto& slot : plan_.slots) {
+    int matrix = slot.matrix;
+    if (plan_.ownership) {  // any matrix of the shard: this rank may own none of it
+      const auto& members = plan_.ownership->shards[slot.shard].slots;
+      matrix = *std::find_if(members.begin(), members.end(), [](int m) { return m >= 0; });
+    }
+    const auto& t = matrices_[matrix].tensor;
+    const auto key = muon_size_class(t.size(0), t.size(1));
+    auto it = std::find_if(classes.begin(), classes.end(), [&](const auto& c) { return c.first == key; });
+    if (it == classes.end()) it = classes.insert(classes.end(), {key, {}});
+    it->second.push_back(slot);
+  }
+  std::vector<std::vector<MatrixSlot>> out;
+  for (auto& c : classes) out.push_back(std::move(c.second));
+  return out;
+}
 
 torch::Tensor StepContext::gradient(const MatrixSlot& slot) {
   if (plan_.ownership) {

@@ -44,13 +44,17 @@ class PhaseTimer;  // trainer/base/phase_timer.h
 // once.
 class StepContext {
  public:
-  StepContext(int64_t step, double lr_multiplier, std::optional<double> loss, const OptimConfig& optim,
-              AdamW& adam, Muon* muon, const std::vector<NamedParam>& matrices, const StepPlan& plan,
-              Communicator* comm, GradientReducer* reducer, PhaseTimer* timer);
+  StepContext(int64_t step, double lr_multiplier, std::optional<double> loss, torch::Tensor skip,
+              const OptimConfig& optim, AdamW& adam, Muon* muon, const std::vector<NamedParam>& matrices,
+              const StepPlan& plan, Communicator* comm, GradientReducer* reducer, PhaseTimer* timer);
 
   const int64_t step;            // 0-based
   const double lr_multiplier;    // from the lr schedule
   const std::optional<double> loss;  // the step's training loss, when given
+  // Undefined, or a 0-dim bool device tensor: when true the step must leave
+  // every weight and all optimizer state as they were (only given to rules
+  // whose skips_on_device() holds).
+  const torch::Tensor skip;
   const OptimConfig& optim;      // resolved
   AdamW& adam;
   Muon* muon;                    // null when matrix_optimizer = adamw
@@ -58,6 +62,12 @@ class StepContext {
 
   // The matrices this rank updates (optim/step_plan.h).
   const std::vector<MatrixSlot>& slots() const { return plan_.slots; }
+  // The slots by size class (muon_size_class; in owner mode that of the
+  // shard, so every rank groups alike and shares in one order), classes in
+  // the order they first occur in slots(): each class is one batched Muon
+  // update. The plan puts the shards of a class next to each other, so in
+  // owner mode this order is the plan's.
+  std::vector<std::vector<MatrixSlot>> slots_by_size_class() const;
   const torch::Tensor& weights(int matrix) const { return matrices_[matrix].tensor; }
   // The step's mean gradient of a slot's matrix (undefined if none).
   torch::Tensor gradient(const MatrixSlot& slot);
@@ -86,6 +96,10 @@ class StepRule {
   virtual void step(StepContext& context) = 0;
   // Whether step() needs StepContext::loss.
   virtual bool uses_loss() const { return false; }
+  // Whether step() honours StepContext::skip, so that a step with
+  // non-finite gradients can be skipped without the host reading anything
+  // between backward and the update. `adam`: the run's AdamW.
+  virtual bool skips_on_device(const AdamW& adam) const { (void)adam; return false; }
   // Appended to Optimizer::describe() after "muon (...) + adamw".
   virtual std::string describe() const { return ""; }
   // The rule's own checkpoint tensors, after AdamW's and Muon's.

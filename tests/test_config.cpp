@@ -128,6 +128,7 @@ TEST(Config, EveryChoiceNameRoundTrips) {
   };
   check("run.log_level", kLogLevelChoices, [](const Config& c) { return c.run.log_level; });
   check("run.device", kRunDeviceChoices, [](const Config& c) { return c.run.device; });
+  check("model.kernels", kKernelsChoices, [](const Config& c) { return c.model.kernels; });
   check("train.on_divergence", kOnDivergenceChoices, [](const Config& c) { return c.train.on_divergence; });
   check("optim.matrix_optimizer", kMatrixOptimizerChoices, [](const Config& c) { return c.optim.matrix_optimizer; });
   check("optim.preset", kPresetChoices, [](const Config& c) { return c.optim.preset; });

@@ -3,7 +3,9 @@
 // reports them SKIPPED, never passed.
 //
 //   - the record-11 model in bf16 on CUDA against the same weights in fp32 on
-//     the CPU (and fp32 on CUDA, which must match closely);
+//     the CPU (and fp32 on CUDA, which must match closely), with the
+//     reference element-wise ops and with the fused kernels;
+//   - each fused element-wise kernel (models/*.cu) against its CPU loop;
 //   - Muon + AdamW steps on CUDA against the CPU from the same gradients;
 //   - the NCCL communicator at world size 1 through the real path
 //     (torchrun-style environment, detect_launch, World, c10d NCCL);
@@ -61,6 +63,7 @@
 #include "trainer/run/phase_timer.h"
 #include "trainer/run/train.h"
 #include "trainer/run/train_step.h"
+#include "tests/op_check.h"
 #include "tests/pattern_shards.h"
 #include "tests/run_results.h"
 #include "tests/test_helpers.h"
@@ -355,6 +358,99 @@ TEST(CudaModel, Fp32OnCudaMatchesCpu) {
   expect_gradients_near(got, want, 3e-3, 1e-2, 1e-5, 0.99999);
 }
 
+// --- the fused element-wise ops (models/*.cu) --------------------------------
+// Each CUDA kernel against the CPU loop (tests/test_fused_ops.cpp checks that
+// one against the composite ops), forward and backward (tests/op_check.h), on
+// awkward shapes: CUDA fp32 within 1e-5 relative of the CPU fp32 (summation
+// order only); CUDA bf16 within 1e-2 of the CPU fp32 on the same rounded
+// inputs (a few bf16 roundings, 2^-8 each). Then the whole model with
+// model.kernels=fused on CUDA against the CPU, as the reference path above.
+
+TEST(CudaFusedOps, KernelsMatchTheCpuLoops) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const ElementwiseOps ops{true};
+  const torch::Device cuda(torch::kCUDA, 0);
+  torch::manual_seed(0);
+  struct Case {
+    std::string name;
+    tests::Op op;
+    std::vector<torch::Tensor> inputs;
+    std::vector<bool> differentiable;
+  };
+  std::vector<Case> cases;
+  for (auto shape : std::vector<std::vector<int64_t>>{{3, 5, 37}, {7, 768}, {2, 3}})
+    cases.push_back({"rms_norm", [&](const std::vector<torch::Tensor>& in) { return std::vector<torch::Tensor>{ops.norm(in[0])}; },
+                     {torch::randn(shape, torch::kDouble) * 3}, {true}});
+  for (auto [T, D] : std::vector<std::pair<int64_t, int64_t>>{{5, 18}, {33, 128}}) {
+    auto freqs = torch::outer(torch::arange(T, torch::kDouble), torch::rand({D / 2}, torch::kDouble));
+    cases.push_back({"qk_norm_rotary",
+                     [&](const std::vector<torch::Tensor>& in) {
+                       return std::vector<torch::Tensor>{ops.qk_norm_rotary(in[0], in[1], in[2])};
+                     },
+                     {torch::randn({2, T, 3 * D}, torch::kDouble).view({2, T, 3, D}),
+                      freqs.cos().view({1, T, 1, D / 2}), freqs.sin().view({1, T, 1, D / 2})},
+                     {true, false, false}});
+  }
+  cases.push_back({"relu_square",
+                   [&](const std::vector<torch::Tensor>& in) { return std::vector<torch::Tensor>{ops.relu_square(in[0])}; },
+                   {torch::randn({3, 1001}, torch::kDouble)}, {true}});
+  const std::vector<int64_t> shape{2, 9, 70};
+  const auto mix = [&](bool with_skip) -> tests::Op {
+    return [&ops, with_skip](const std::vector<torch::Tensor>& in) {
+      auto l = in[3].to(torch::kFloat), s = in[4].to(torch::kFloat)[0];
+      auto out = with_skip ? ops.block_input(in[0], in[1], l, in[2], s)
+                           : ops.block_input(in[0], in[1], l, torch::Tensor(), torch::Tensor());
+      return std::vector<torch::Tensor>{out.x, out.normed};
+    };
+  };
+  const std::vector<torch::Tensor> mix_inputs{torch::randn(shape, torch::kDouble), torch::randn(shape, torch::kDouble),
+                                              torch::randn(shape, torch::kDouble),
+                                              torch::tensor({0.8, -0.35}, torch::kDouble),
+                                              torch::tensor({1.3}, torch::kDouble)};
+  cases.push_back({"block_input", mix(false), mix_inputs, {true, true, false, true, false}});
+  cases.push_back({"block_input with skip", mix(true), mix_inputs, {true, true, true, true, true}});
+  cases.push_back({"add_norm",
+                   [&](const std::vector<torch::Tensor>& in) {
+                     auto out = ops.add_norm(in[0], in[1]);
+                     return std::vector<torch::Tensor>{out.x, out.normed};
+                   },
+                   {torch::randn(shape, torch::kDouble), torch::randn(shape, torch::kDouble)}, {true, true}});
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::vector<torch::Tensor> rounded;  // bf16-exact values, so every run sees the same inputs
+    for (auto& t : c.inputs) rounded.push_back(t.to(torch::kBFloat16).to(torch::kDouble));
+    const auto cpu = tests::run_op(c.op, rounded, c.differentiable, torch::kFloat);
+    const auto gpu32 = tests::run_op(c.op, rounded, c.differentiable, torch::kFloat, cuda);
+    const auto gpu16 = tests::run_op(c.op, rounded, c.differentiable, torch::kBFloat16, cuda);
+    ASSERT_EQ(cpu.size(), gpu16.size());
+    for (size_t i = 0; i < cpu.size(); ++i) {
+      SCOPED_TRACE("output/gradient " + std::to_string(i));
+      EXPECT_LE(tests::relative_error(gpu32[i], cpu[i]), 1e-5);
+      EXPECT_LE(tests::relative_error(gpu16[i], cpu[i]), 1e-2);
+    }
+  }
+}
+
+TEST(CudaModel, FusedKernelsMatchCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  torch::manual_seed(0);
+  auto config = small_model_config();
+  config.kernels = Kernels::fused;
+  GPT cpu(config);
+  randomize(cpu, 3);
+  auto tokens = torch::randint(0, 200, {4, 65}, torch::kLong);
+  auto x = tokens.narrow(1, 0, 64), y = tokens.narrow(1, 1, 64);
+  GPT bf16 = copy_model(cpu, torch::Device(torch::kCUDA, 0), torch::kBFloat16);
+  GPT fp32 = copy_model(cpu, torch::Device(torch::kCUDA, 0), torch::kFloat);
+  const auto want = loss_and_gradients(cpu, x, y);
+  const auto got16 = loss_and_gradients(bf16, x, y);
+  EXPECT_NEAR(got16.loss, want.loss, 0.01 * want.loss);
+  expect_gradients_near(got16, want, 0.05, 0.20, 1e-3, 0.995);
+  const auto got32 = loss_and_gradients(fp32, x, y);
+  EXPECT_NEAR(got32.loss, want.loss, 1e-4 * want.loss);
+  expect_gradients_near(got32, want, 3e-3, 1e-2, 1e-5, 0.99999);
+}
+
 // --- the optimizers ----------------------------------------------------------
 
 TEST(CudaOptimizer, MuonAndAdamWStepsMatchCpu) {
@@ -501,6 +597,41 @@ TEST(CudaPhaseTimer, TrainingStepReportsEveryPhase) {
     EXPECT_EQ(phases[static_cast<size_t>(Phase::CommWait)], 0.0);  // one process: no collectives
   }
   for (const auto& p : model->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+}
+
+// train.cuda_graphs against the eager step: the same model, data and
+// optimizer, so the same kernels in the same order; the losses agree to bf16
+// rounding of a different launch schedule (expected: bit-equal), and the
+// weights after the run too. Accumulation 2 checks that replays add into
+// the gradients the graph captured.
+TEST(CudaGraphs, GraphedStepsGiveTheEagerLosses) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto dir = tests::scratch_dir("cuda_graphs");
+  tests::write_pattern_shards(dir);
+  auto overrides = tiny_run_overrides(dir, 6);
+  const torch::Device device(torch::kCUDA, 0);
+  auto run = [&](bool graphs) {
+    auto with = overrides;
+    with.push_back(std::string("train.cuda_graphs=") + (graphs ? "true" : "false"));
+    const Config config = load_config({}, with);
+    const BatchPlan plan = plan_batches(config, 1);
+    EXPECT_GE(plan.accumulation, 2) << "the test wants accumulation";
+    GPT model = make_model(config, device);
+    Optimizer optimizer(*model, config, nullptr);
+    DataLoader data(config.data.train, plan.micro_batch, plan.seq_len, 0, 1, config.model.vocab_size);
+    auto graph = make_micro_step_graph(config, 1, model, device, plan);
+    EXPECT_EQ(graph != nullptr, graphs);
+    StepParts parts{model, optimizer, data, nullptr, device, plan, nullptr, graph.get()};
+    std::vector<double> losses;
+    for (int64_t step = 0; step < 6; ++step) losses.push_back(training_step(parts, step).loss);
+    std::vector<torch::Tensor> weights;
+    for (const auto& p : model->parameters()) weights.push_back(p.detach().reshape({-1}).to(torch::kCPU));
+    return std::make_pair(losses, torch::cat(weights));
+  };
+  const auto [eager, eager_weights] = run(false);
+  const auto [graphed, graphed_weights] = run(true);
+  for (size_t i = 0; i < eager.size(); ++i) EXPECT_NEAR(graphed[i], eager[i], 1e-3 * std::abs(eager[i])) << "step " << i;
+  EXPECT_LT(fnorm(graphed_weights - eager_weights), 1e-3 * fnorm(eager_weights));
 }
 
 // --- training ------------------------------------------------------------------

@@ -55,12 +55,14 @@ const Mode kModes[] = {
 // Ranks sum gradients in another order than one process does, so results
 // agree to float32 rounding, not bit for bit, and Adam's and Newton-Schulz's
 // normalisations amplify that rounding on tiny gradients. Measured on this
-// very config: one process with micro_batch 1 vs 6 (same global batch, only
-// the summation order differs) ends 8 steps with train losses 9e-5 apart and
-// weights up to 4e-3 apart (relative, zero-initialised projections). The
-// bounds sit above that noise; a 10% change of one learning rate exceeds them
+// very config: one process with micro_batch 1, 2, 3, 4, 6 and 12 (same global
+// batch, only the summation order differs) gives losses up to 1.9e-4 apart
+// over the 8 steps (train 1.86e-4, val 1.79e-4; 9e-5 before LibTorch's fused
+// AdamW and the fused element-wise ops, which round differently) and weights up to 4e-3
+// apart (relative, zero-initialised projections). The bounds sit about 3x
+// above that noise; a 10% change of one learning rate exceeds them
 // (NegativeControl below), as would a wrong slice, owner or gradient.
-constexpr double kLossTolerance = 3e-4;
+constexpr double kLossTolerance = 6e-4;
 constexpr double kWeightTolerance = 1e-2;
 
 double worst_weight_difference(const fs::path& a, const fs::path& b) {

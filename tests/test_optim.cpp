@@ -4,6 +4,9 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "models/gpt.h"
 #include "optim/adamw.h"
@@ -90,6 +93,34 @@ TEST(NewtonSchulz, MatchesFloat64ReferenceAndHandlesTallAndBatched) {
     EXPECT_TRUE(torch::allclose(batched[i], newton_schulz(batch[i], 5, quintic_schedule(), torch::kFloat), 1e-5, 1e-6));
 }
 
+// The batched call (one stack of same-shape matrices) against the same
+// function matrix by matrix and against the float64 reference, tall and
+// wide, and a batch of one.
+TEST(NewtonSchulz, BatchedEqualsPerMatrixAndTheFloat64Reference) {
+  torch::manual_seed(6);
+  for (auto [m, n] : {std::pair<int64_t, int64_t>{16, 40}, {40, 16}, {24, 24}}) {
+    auto batch = torch::randn({5, m, n});
+    auto batched = newton_schulz(batch, 5, quintic_schedule(), torch::kFloat);
+    ASSERT_EQ(batched.sizes(), batch.sizes());
+    for (int64_t i = 0; i < 5; ++i) {
+      auto single = newton_schulz(batch[i], 5, quintic_schedule(), torch::kFloat);
+      EXPECT_LT((batched[i] - single).abs().max().item<double>(), 1e-5) << m << "x" << n << " #" << i;
+      auto reference = reference_newton_schulz(batch[i].to(torch::kDouble), 5);
+      EXPECT_LT((batched[i].to(torch::kDouble) - reference).abs().max().item<double>(), 1e-4) << m << "x" << n;
+    }
+    // A batch of one runs the same kernels as the matrix alone.
+    EXPECT_TRUE(torch::equal(newton_schulz(batch.narrow(0, 0, 1), 5, quintic_schedule(), torch::kFloat)[0],
+                             newton_schulz(batch[0], 5, quintic_schedule(), torch::kFloat)));
+  }
+  // Each matrix keeps its own normalisation: scaling one does not move another.
+  auto batch = torch::randn({2, 8, 12});
+  auto scaled = batch.clone();
+  scaled[1].mul_(1000);
+  auto a = newton_schulz(batch, 5, quintic_schedule(), torch::kFloat);
+  auto b = newton_schulz(scaled, 5, quintic_schedule(), torch::kFloat);
+  EXPECT_LT((a - b).abs().max().item<double>(), 1e-5);
+}
+
 // --- AdamW ------------------------------------------------------------------
 TEST(AdamW, MatchesLibTorchAdamWOverTenSteps) {
   torch::manual_seed(3);
@@ -118,6 +149,49 @@ TEST(AdamW, MatchesLibTorchAdamWOverTenSteps) {
     EXPECT_TRUE(torch::allclose(a, a_ref, 0, 1e-7)) << "step " << step;
     EXPECT_TRUE(torch::allclose(b, b_ref, 0, 1e-7)) << "step " << step;
   }
+}
+
+// The fused kernel's found_inf: a skipped step leaves weights, moments and
+// step counts untouched; skip = false is the step without a flag.
+TEST(AdamW, FusedSkipLeavesEverythingUntouched) {
+  torch::manual_seed(9);
+  AdamConfig config;
+  config.weight_decay = 0.1;
+  auto w = torch::randn({6, 5}), v = torch::randn({5});
+  auto w2 = w.clone(), v2 = v.clone();
+  AdamW adam({{"g", 0.01, {{"w", w}, {"v", v}}}}, config), plain({{"g", 0.01, {{"w", w2}, {"v", v2}}}}, config);
+  ASSERT_TRUE(adam.fused());
+  auto gw = torch::randn({6, 5}), gv = torch::randn({5});
+  w.mutable_grad() = gw.clone();
+  v.mutable_grad() = gv.clone();
+  w2.mutable_grad() = gw.clone();
+  v2.mutable_grad() = gv.clone();
+  adam.step(1.0, torch::tensor(false));
+  plain.step(1.0);
+  EXPECT_TRUE(torch::equal(w, w2));
+  EXPECT_TRUE(torch::equal(v, v2));
+  std::map<std::string, torch::Tensor> before;
+  for (auto& [k, t] : adam.state()) before[k] = t.clone();
+  const auto w_before = w.clone(), v_before = v.clone();
+  w.mutable_grad() = torch::full({6, 5}, std::nan(""));
+  v.mutable_grad() = torch::randn({5});
+  adam.step(1.0, torch::tensor(true));
+  EXPECT_TRUE(torch::equal(w, w_before));
+  EXPECT_TRUE(torch::equal(v, v_before));
+  for (auto& [k, t] : adam.state()) EXPECT_TRUE(torch::equal(t, before.at(k))) << k;
+  // The checkpoint keeps its format: adam.step.<name> an int64 count on the host.
+  for (auto& [k, t] : adam.state())
+    if (k.rfind("adam.step.", 0) == 0) {
+      EXPECT_EQ(t.scalar_type(), torch::kInt64) << k;
+      EXPECT_EQ(t.dim(), 0) << k;
+      EXPECT_EQ(t.item<int64_t>(), 1) << k;
+    }
+  // The ablations' per-parameter path has no device-side skip.
+  AdamConfig ablation;
+  ablation.bias_correction = false;
+  AdamW unfused({{"g", 0.01, {{"w", w}}}}, ablation);
+  EXPECT_FALSE(unfused.fused());
+  EXPECT_THROW(unfused.step(1.0, torch::tensor(false)), c10::Error);
 }
 
 TEST(AdamW, FirstStepHasMagnitudeLr) {
@@ -161,6 +235,79 @@ TEST(Muon, WithoutNesterovUsesTheMomentum) {
   muon_update(W, G, momentum, {1.0, 0.5, false, 5, 0.0, quintic_schedule()});
   auto M = 0.5 * M0 + 0.5 * G.to(torch::kDouble);
   EXPECT_LT((W.to(torch::kDouble) + reference_newton_schulz(M, 5)).abs().max().item<double>(), 1e-5);
+}
+
+// Muon's batched update over mixed shapes (two size classes, one holding
+// wide and tall matrices) against one update per matrix and the float64
+// formulas of muon.h.
+TEST(Muon, BatchedUpdateMatchesPerMatrixUpdatesAndFloat64) {
+  torch::manual_seed(7);
+  const std::vector<std::vector<int64_t>> shapes{{16, 48}, {48, 16}, {32, 32}, {16, 48}, {32, 32}};
+  std::vector<NamedParam> a, b;
+  std::vector<torch::Tensor> W64, M64;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    auto w = torch::randn(shapes[i]);
+    a.push_back({"m" + std::to_string(i), w.clone()});
+    b.push_back({"m" + std::to_string(i), w.clone()});
+    W64.push_back(w.to(torch::kDouble));
+    M64.push_back(torch::zeros(shapes[i], torch::kDouble));
+  }
+  MuonConfig config;
+  config.weight_decay = 0.1;
+  Muon per_matrix(a, config), batched(b, config);
+  std::vector<size_t> all{0, 1, 2, 3, 4};
+  for (int64_t t = 0; t < 3; ++t) {
+    const MuonStep hyper = per_matrix.step_hyper(0.5, t);
+    std::vector<torch::Tensor> grads;
+    for (const auto& s : shapes) grads.push_back(torch::randn(s));
+    for (size_t i = 0; i < shapes.size(); ++i) per_matrix.update(i, grads[i], hyper);
+    batched.update(all, grads, hyper);
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const double mu = hyper.momentum;
+      M64[i] = mu * M64[i] + (1 - mu) * grads[i].to(torch::kDouble);
+      auto U = (1 - mu) * grads[i].to(torch::kDouble) + mu * M64[i];
+      const double s = std::sqrt(std::max(1.0, double(shapes[i][0]) / double(shapes[i][1])));
+      W64[i] = (1 - hyper.lr * 0.1) * W64[i] - hyper.lr * s * reference_newton_schulz(U, 5);
+      EXPECT_LT((b[i].tensor - a[i].tensor).abs().max().item<double>(), 1e-6) << "matrix " << i << " step " << t;
+      EXPECT_LT((b[i].tensor.to(torch::kDouble) - W64[i]).abs().max().item<double>(), 2e-5) << "matrix " << i;
+    }
+  }
+  std::map<std::string, torch::Tensor> ma, mb;
+  for (auto& [k, v] : per_matrix.state()) ma[k] = v;
+  for (auto& [k, v] : batched.state()) mb[k] = v;
+  for (auto& [k, v] : ma) EXPECT_LT((mb.at(k) - v).abs().max().item<double>(), 1e-7) << k;
+}
+
+// A skip decided on the device leaves weights and momenta bit for bit as
+// they were, NaN gradients or not; a skip flag that is false changes nothing
+// against no flag.
+TEST(Muon, DeviceSkipLeavesWeightsAndMomentumUntouched) {
+  torch::manual_seed(8);
+  for (bool nesterov : {true, false}) {
+    std::vector<NamedParam> p, q;
+    for (auto shape : {std::vector<int64_t>{8, 24}, {24, 8}}) {
+      auto w = torch::randn(shape);
+      p.push_back({"m" + std::to_string(p.size()), w.clone()});
+      q.push_back({"m" + std::to_string(q.size()), w.clone()});
+    }
+    MuonConfig config;
+    config.weight_decay = 0.1;
+    config.nesterov = nesterov;
+    Muon muon(p, config), plain(q, config);
+    const MuonStep hyper = muon.step_hyper(1.0, 0);
+    std::vector<torch::Tensor> grads{torch::randn({8, 24}), torch::randn({24, 8})};
+    muon.update({0, 1}, grads, hyper, torch::tensor(false));
+    plain.update({0, 1}, grads, hyper);
+    for (size_t i = 0; i < 2; ++i) EXPECT_TRUE(torch::equal(p[i].tensor, q[i].tensor)) << "skip = false changed step";
+    std::map<std::string, torch::Tensor> before;
+    for (auto& [k, v] : muon.state()) before[k] = v.clone();
+    std::vector<torch::Tensor> weights{p[0].tensor.clone(), p[1].tensor.clone()};
+    std::vector<torch::Tensor> bad{torch::full({8, 24}, std::nan("")), torch::randn({24, 8})};
+    bad[1][0][0] = INFINITY;
+    muon.update({0, 1}, bad, muon.step_hyper(1.0, 1), torch::tensor(true));
+    for (size_t i = 0; i < 2; ++i) EXPECT_TRUE(torch::equal(p[i].tensor, weights[i])) << "nesterov " << nesterov;
+    for (auto& [k, v] : muon.state()) EXPECT_TRUE(torch::equal(v, before.at(k))) << k;
+  }
 }
 
 // --- Schedules and groups ---------------------------------------------------

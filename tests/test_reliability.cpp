@@ -1,12 +1,14 @@
 // Runs that fail: divergence policies, checkpoint retention, crashes during
 // checkpoint writes, preemption by signals with exact resume, and ranks that
-// die or hang (under mpirun and the real torchrun).
+// die or hang (under mpirun and the real torchrun), and the diagnoses the
+// survivors make of the others.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +19,7 @@
 #include "tests/test_helpers.h"
 #include "trainer/io/checkpoint.h"
 #include "trainer/faults/divergence.h"
+#include "trainer/faults/heartbeat.h"
 #include "trainer/base/exit_codes.h"
 #include "trainer/run/train.h"
 
@@ -92,12 +95,11 @@ struct RankBeat {
   long long step = -2;
 };
 
-// What trainer/faults/heartbeat.cpp writes: host, pid, step, time.
+// What trainer/faults/heartbeat.cpp writes: host, pid, step, counter.
 RankBeat read_beat(const fs::path& run_dir, int rank) {
   RankBeat beat;
   std::string host;
-  double time;
-  std::ifstream(run_dir / "ranks" / ("rank" + std::to_string(rank))) >> host >> beat.pid >> beat.step >> time;
+  std::ifstream(run_dir / "ranks" / ("rank" + std::to_string(rank))) >> host >> beat.pid >> beat.step;
   return beat;
 }
 
@@ -316,3 +318,58 @@ TEST(RankFailure, AKilledRankEndsTheTorchrunJob) {
   EXPECT_NE(log.find("rank 1 (pid"), std::string::npos) << log;
   EXPECT_NE(log.find("has died"), std::string::npos) << log;
 }
+
+// --- diagnoses (trainer/faults/heartbeat.h) ---------------------------------
+// Two heartbeats in this process stand for two ranks; rank 0 asks rank 1
+// over TCP what it is doing. Each case is what a survivor sees after a
+// collective fails.
+namespace {
+
+struct TwoRanks {
+  fs::path dir = tests::scratch_dir("heartbeat");
+  std::unique_ptr<Heartbeat> zero = std::make_unique<Heartbeat>(dir.string(), 0);
+  std::unique_ptr<Heartbeat> one = std::make_unique<Heartbeat>(dir.string(), 1);
+  TwoRanks() {
+    auto endpoints = zero->endpoint();
+    const auto other = one->endpoint();
+    endpoints.insert(endpoints.end(), other.begin(), other.end());
+    zero->set_peers(endpoints);
+  }
+};
+
+}  // namespace
+
+TEST(Diagnosis, ARankWhoseLoopMovesIsNotBlamed) {
+  TwoRanks ranks;
+  std::atomic<bool> stop{false};
+  std::thread loop([&] {
+    for (int64_t step = 1; !stop; ++step) {
+      ranks.one->beat(step);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  const std::string report = ranks.zero->diagnose();
+  stop = true;
+  loop.join();
+  EXPECT_NE(report.find("every other rank answers and is training"), std::string::npos) << report;
+}
+
+TEST(Diagnosis, ARankWhoseLoopStoppedIsReportedHungWithItsLastStep) {
+  TwoRanks ranks;
+  ranks.one->beat(41);
+  ranks.one->beat(42);  // then its loop stops; its publishing thread lives on
+  const std::string report = ranks.zero->diagnose();
+  EXPECT_NE(report.find("rank 1 (pid " + std::to_string(getpid())), std::string::npos) << report;
+  EXPECT_NE(report.find("is hung: it answers, but its training loop has not moved for "), std::string::npos) << report;
+  EXPECT_NE(report.find(" s, after step 42"), std::string::npos) << report;
+}
+
+TEST(Diagnosis, ARankWhoseProcessIsGoneIsReportedDead) {
+  TwoRanks ranks;
+  ranks.one.reset();  // its port closes, as when the process dies
+  const std::string report = ranks.zero->diagnose();
+  EXPECT_NE(report.find("rank 1 (pid " + std::to_string(getpid())), std::string::npos) << report;
+  EXPECT_NE(report.find("has died: its host answers but the process is gone"), std::string::npos) << report;
+}
+// An unreachable host (a network problem) is tested across two network
+// namespaces with a cut link: tests/multinode/test_multinode.cpp.

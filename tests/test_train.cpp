@@ -131,3 +131,18 @@ TEST(Train, RejectsABatchThatDoesNotDivide) {
     EXPECT_NE(std::string(e.what()).find("train.batch_tokens (300) must be a multiple"), std::string::npos);
   }
 }
+
+// CUDA graphs need a CUDA device: on the CPU the key is refused by name
+// before any step, and the run directory keeps no half-written metrics.
+TEST(Train, CudaGraphsOnTheCpuAreRefusedByName) {
+  auto dir = test_dir("cuda_graphs");
+  auto config = tiny_config(dir);
+  config.train.cuda_graphs = true;
+  try {
+    run_training(config, {});
+    FAIL() << "train.cuda_graphs on the CPU was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.cuda_graphs needs a CUDA device"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir / "run" / "metrics.jsonl"));
+}

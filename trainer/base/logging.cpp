@@ -15,6 +15,8 @@ namespace {
 constexpr const char* kConsolePattern = "%v";
 constexpr const char* kFilePattern = "[%Y-%m-%d %H:%M:%S.%e] [%l] %v";
 
+bool console_owner = true;
+
 void install(std::vector<spdlog::sink_ptr> sinks, spdlog::level::level_enum level) {
   auto logger = std::make_shared<spdlog::logger>("muonrun", sinks.begin(), sinks.end());
   logger->set_level(level);
@@ -30,9 +32,15 @@ spdlog::sink_ptr console_sink() {
 
 }  // namespace
 
-void init_console_logging(spdlog::level::level_enum level) { install({console_sink()}, level); }
+void init_console_logging(spdlog::level::level_enum level, int rank) {
+  console_owner = rank == 0;
+  std::vector<spdlog::sink_ptr> sinks;
+  if (console_owner) sinks.push_back(console_sink());
+  install(sinks, level);
+}
 
 void init_run_logging(int rank, spdlog::level::level_enum level, const std::string& run_dir) {
+  console_owner = rank == 0;
   std::vector<spdlog::sink_ptr> sinks;
   if (rank == 0) sinks.push_back(console_sink());
   std::filesystem::create_directories(run_dir);
@@ -42,5 +50,7 @@ void init_run_logging(int rank, spdlog::level::level_enum level, const std::stri
   sinks.push_back(file);
   install(sinks, level);
 }
+
+bool owns_console() { return console_owner; }
 
 }  // namespace muonrun

@@ -12,10 +12,17 @@
 
 namespace muonrun {
 
-// Console only (rank 0), before a run directory exists.
-void init_console_logging(spdlog::level::level_enum level);
+// Console only, before a run directory exists (or for tools that keep no
+// files): rank 0 writes to it, other ranks log nothing.
+void init_console_logging(spdlog::level::level_enum level, int rank = 0);
 
 // Console on rank 0 plus a log file per rank in `run_dir` (created if needed).
 void init_run_logging(int rank, spdlog::level::level_enum level, const std::string& run_dir);
+
+// Whether this process has the console: false on ranks other than 0 once
+// either init function was told the rank. Progress bars and results print
+// only where it is true, so that mpirun's ranks do not interleave on one
+// terminal.
+bool owns_console();
 
 }  // namespace muonrun

@@ -5,6 +5,8 @@
 
 #include <cstdio>
 
+#include "trainer/base/logging.h"
+
 namespace muonrun {
 
 std::string format_duration(double seconds) {
@@ -24,7 +26,7 @@ Progress::Progress(std::string label, double total, std::string unit, double int
       unit_(std::move(unit)),
       interval_s_(interval_s),
       transient_(transient),
-      terminal_(isatty(STDOUT_FILENO) != 0),
+      terminal_(owns_console() && isatty(STDOUT_FILENO) != 0),
       start_(std::chrono::steady_clock::now()),
       last_print_(start_) {}
 

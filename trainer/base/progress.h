@@ -2,7 +2,9 @@
 //
 // On a terminal it redraws one line in place; otherwise (logs, CI) it writes a
 // plain line through the logger at most every `interval_s` seconds, so files
-// stay readable.
+// stay readable. Only the process that owns the console (rank 0, see
+// owns_console() in logging.h) draws on the terminal; the other ranks' lines
+// go to their log files only.
 #pragma once
 
 #include <chrono>

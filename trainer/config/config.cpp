@@ -56,6 +56,10 @@ void visit_config(V& v, Config& c) {
     v.number("rope_base", c.model.rope_base, 1.0, kInf, "rotary embedding base");
     v.number("logit_softcap", c.model.logit_softcap, 0.0, kInf,
              "logits = cap*tanh(logits/cap); 0 disables");
+    v.choice("kernels", c.model.kernels, kKernelsChoices,
+             "element-wise ops: fused (one op each: RMSNorm, QK-norm + rotary, relu^2, "
+             "residual mixes with their norm) or reference (the composite LibTorch ops); "
+             "auto: fused on the CPU, reference on CUDA until a GPU run verifies the kernels");
   });
   v.section("data", [&] {
     v.text("train", c.data.train, "training shards (glob pattern)");
@@ -85,6 +89,8 @@ void visit_config(V& v, Config& c) {
              "lr multiplier applied at each rollback");
     v.number("max_rollbacks", c.train.max_rollbacks, int64_t{0}, kMaxInt,
              "rollbacks allowed before the run stops");
+    v.flag("cuda_graphs", c.train.cuda_graphs,
+           "replay the micro-step as a CUDA graph (one process on a GPU; not yet verified on one)");
   });
   v.section("schedule", [&] {
     v.number("warmup_steps", c.schedule.warmup_steps, int64_t{0}, kMaxInt,

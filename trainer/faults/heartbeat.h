@@ -1,43 +1,82 @@
-// Each rank's sign of life: <run_dir>/ranks/rank<r> holds its host, process
-// id, last finished step and the time it last wrote, refreshed every second
-// by a thread of its own. When a collective times out or fails, the
-// survivors read these files to name the rank that died (its process is
-// gone) or stopped responding (its file went stale). Tests use the pids to
-// send signals to ranks.
+// Each rank's sign of life, and what the survivors make of the others after
+// a collective fails.
+//
+// The training loop itself moves a counter (beat() after each step, pulse()
+// within long phases), so a rank whose main thread hangs stops counting even
+// though the process lives on. A thread publishes the counter two ways:
+//   - a TCP port on every address of the host: whoever connects gets one line
+//     "muonrun-heartbeat <rank> <pid> <step> <counter> <idle_ms> <wait_ms>",
+//     idle_ms being how long the counter has stood still and wait_ms how long
+//     the rank has been blocked on a collective (-1: not; -2: it is
+//     diagnosing a failure itself), both measured by
+//     that rank's own steady clock; this works across hosts without a shared
+//     filesystem;
+//   - <run_dir>/ranks/rank<r> ("<host> <pid> <step> <counter>"), for people
+//     and tests on the same host.
+// The ranks swap their heartbeat addresses once at start-up (endpoint() /
+// set_peers()). After a failure diagnose() asks every other rank twice and
+// judges with its own clock only, never comparing clocks of two hosts:
+//   dead     its host answers but its port is closed (the process is gone);
+//   hung     it answers, its counter did not move and it is not waiting on a
+//            collective (its loop is stuck: deadlock, endless data wait);
+//   waiting  it answers, blocked on a collective like us;
+//   frozen   its host accepted the connection but the process never answered
+//            (stopped by a signal, or swapping);
+//   unreachable  no answer from any of its addresses: the network or its host.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace muonrun {
 
 class Heartbeat {
  public:
-  Heartbeat(const std::string& run_dir, int rank, int world);
+  Heartbeat(const std::string& run_dir, int rank);
   ~Heartbeat();
   Heartbeat(const Heartbeat&) = delete;
   Heartbeat& operator=(const Heartbeat&) = delete;
 
-  // Records that this rank finished `step` and writes it out.
+  // The loop finished `step`.
   void beat(int64_t step);
-  // The ranks that look dead or stuck, e.g. "rank 2 (pid 123 on node1) last
-  // seen 15 s ago after step 40".
-  std::string describe_laggards() const;
+  // The loop is moving within a long phase (evaluation, checkpoint, data).
+  void pulse();
+
+  // This rank's heartbeat address (pid, port, IPv4 addresses, host name)
+  // as kEndpointWords integers, for an all-gather across ranks.
+  static constexpr int kEndpointWords = 16;
+  std::vector<int64_t> endpoint() const;
+  // Every rank's endpoint(), in rank order.
+  void set_peers(const std::vector<int64_t>& endpoints);
+
+  // What every other rank is doing now, one clause per rank that is not
+  // healthy, e.g. "rank 1 (pid 4242 on node2, 10.0.0.2) has died: ...".
+  // Takes up to about 6 s (two rounds of questions, 2 s apart; one round
+  // when nobody answers the first).
+  std::string diagnose() const;
 
  private:
-  void write() const;
+  void serve();
+  void write_file() const;
 
-  std::string dir_;
-  int rank_, world_;
-  std::atomic<int64_t> step_{-1};
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stopping_ = false;
-  std::thread writer_;
+  std::string dir_, host_;
+  int rank_;
+  std::atomic<int64_t> step_{-1}, counter_{0}, moved_ms_{0};
+  int listener_ = -1;
+  uint16_t port_ = 0;
+  struct Peer {
+    long pid = 0;
+    uint16_t port = 0;
+    std::vector<uint32_t> addresses;  // network byte order
+    std::string host;
+  };
+  std::vector<Peer> peers_;
+  std::atomic<bool> stopping_{false};
+  mutable std::atomic<bool> failing_{false};
+  std::thread server_;
 };
 
 }  // namespace muonrun

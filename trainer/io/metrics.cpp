@@ -48,12 +48,21 @@ std::vector<StepMetrics> read_metrics(const std::string& path) {
   auto number_or_nan = [](const json::Value* v) {
     return v->is_number() ? v->number : std::numeric_limits<double>::quiet_NaN();
   };
+  int64_t line_number = 0;
   for (std::string line; std::getline(in, line);) {
-    const auto v = json::parse(line, path);
+    const std::string where = path + " line " + std::to_string(++line_number);
+    const auto v = json::parse(line, where);
+    const json::Value* step = v.is_object() ? v.find("step") : nullptr;
+    if (!step) throw std::runtime_error(where + ": expected an object with a \"step\"");
     StepMetrics m;
-    m.step = v.find("step")->as_int64();
+    try {
+      m.step = step->as_int64();
+    } catch (const json::ParseError& e) {
+      throw std::runtime_error(where + ": \"step\": " + e.what());
+    }
     if (const auto* t = v.find("train_loss")) m.train_loss = number_or_nan(t);
     if (const auto* t = v.find("val_loss")) m.val_loss = number_or_nan(t);
+    if (const auto* t = v.find("train_time_ms")) m.train_time_ms = number_or_nan(t);
     if (const auto* t = v.find("step_avg_ms")) m.step_avg_ms = number_or_nan(t);
     out.push_back(m);
   }

@@ -38,7 +38,8 @@ class MetricsFile {
 };
 
 // The lines of a metrics.jsonl (empty if there is no file); a loss written as
-// null (not finite) reads back as NaN.
+// null (not finite) reads back as NaN. Throws naming the file and line of a
+// line that is not a JSON object with an integer "step".
 std::vector<StepMetrics> read_metrics(const std::string& path);
 
 }  // namespace muonrun

@@ -57,6 +57,9 @@ struct TrainConfig {
   int64_t spike_window = 128;  // losses the spike z-score is measured over
   double rollback_lr_factor = 0.5;
   int64_t max_rollbacks = 3;
+  // Capture the micro-step as a CUDA graph and replay it (one process on a
+  // GPU; trainer/run/micro_step_graph.h). Off until a GPU run verifies it.
+  bool cuda_graphs = false;
 };
 
 // Fault injection for testing the recovery paths; off by default.

@@ -99,6 +99,7 @@ class Run {
 
   TrainSummary train(const std::optional<std::string>& resume_from) {
     if (resume_from) restore(*resume_from);
+    graph_ = make_micro_step_graph(config_, world_.size(), model_, device_, plan_);  // after the weights are final
     if (world_.rank() == 0) {
       if (!resume_from) fs::remove(dir_ + "/metrics.jsonl");
       metrics_ = std::make_unique<MetricsFile>(dir_ + "/metrics.jsonl");
@@ -189,6 +190,7 @@ class Run {
   }
 
   double validate() {
+    heartbeat_.pulse();  // evaluation is a long phase of its own
     auto local = torch::tensor(evaluate(model_, val_data_, plan_.val_batches, plan_.micro_batch,
                                         plan_.seq_len, device_));
     return mean_over_ranks({local})[0];
@@ -198,7 +200,7 @@ class Run {
   StepOutcome train_step(int64_t step) {
     synchronize(device_);
     const auto start = std::chrono::steady_clock::now();
-    StepParts parts{model_, optimizer_, train_data_, comm_, device_, plan_};
+    StepParts parts{model_, optimizer_, train_data_, comm_, device_, plan_, nullptr, graph_.get()};
     StepHooks hooks;
     hooks.change_loss = [&](int64_t, torch::Tensor loss) {
       if (step == config_.debug.inject_nan_step && world_.rank() == 0 && !nan_injected_) {
@@ -208,6 +210,7 @@ class Run {
       return loss;
     };
     hooks.check = [&](double loss, bool finite) { return divergence_.check(loss, finite); };
+    hooks.spike_limit = [&] { return divergence_.spike_limit(); };
     hooks.stop_requested = [] { return stop_requested(); };
     const StepResult result = training_step(parts, step, hooks);
     StepOutcome outcome{0, result.loss, result.trouble, result.stop_requested};
@@ -252,6 +255,7 @@ class Run {
   }
 
   std::string checkpoint() {
+    heartbeat_.pulse();  // writing a checkpoint is a long phase of its own
     state_.loader = train_data_.position();
     return save_checkpoint(dir_, config_, model_, optimizer_, state_, comm_);
   }
@@ -294,6 +298,7 @@ class Run {
   Optimizer optimizer_;
   DataLoader train_data_, val_data_;
   DivergenceDetector divergence_;
+  std::unique_ptr<MicroStepGraph> graph_;  // train.cuda_graphs
   TrainerState state_;
   std::unique_ptr<MetricsFile> metrics_;
   int64_t skipped_steps_ = 0;
@@ -314,8 +319,9 @@ TrainSummary run_training(const Config& config, const TrainOptions& options) {
   const torch::Device device = resolve_device(config.run.device, launch.local_rank);
   configure_host(config.run.cpu_threads, launch.local_size);
   World world(launch, device, std::chrono::milliseconds(static_cast<int64_t>(config.comm.timeout_s * 1000)));
-  Heartbeat heartbeat(run_dir, world.rank(), world.size());
+  Heartbeat heartbeat(run_dir, world.rank());
   try {
+    heartbeat.set_peers(world.all_gather_words(heartbeat.endpoint()));
     const auto flat = to_yaml(config);
     world.check_same_run(fnv1a(flat.data(), flat.size()));
     const auto resume_from = checkpoint_to_resume(config, options, run_dir);
@@ -325,8 +331,11 @@ TrainSummary run_training(const Config& config, const TrainOptions& options) {
   } catch (const CommunicationError& e) {
     // Name the rank that fell behind, then end the job on every rank rather
     // than leave the others waiting for their own timeouts.
-    spdlog::error("rank {}: {}; {}", world.rank(), e.what(), heartbeat.describe_laggards());
-    world.abort(kExitCommunicationFailure);
+    // No rank prefix here: MPI's timeout message starts with its rank, and
+    // the line goes to this rank's log_rank<r>.txt (the console is rank 0's).
+    spdlog::error("{}; {}", e.what(), heartbeat.diagnose());
+    spdlog::default_logger()->flush();
+    world.abort(kExitCommunicationFailure, /*links_may_be_down=*/true);
     throw;
   } catch (const DivergedError& e) {
     spdlog::error("{}", e.what());

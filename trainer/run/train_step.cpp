@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
+#include <stdexcept>
 
 #include "trainer/run/evaluate.h"
 
@@ -33,27 +35,42 @@ GPT make_model(const Config& config, const torch::Device& device) {
   return model;
 }
 
-std::vector<double> mean_over_ranks(Communicator* comm, const torch::Device& device,
-                                    std::vector<torch::Tensor> scalars, PhaseTimer* timer) {
+torch::Tensor mean_over_ranks_on_device(Communicator* comm, const torch::Device& device,
+                                        std::vector<torch::Tensor> scalars, PhaseTimer* timer) {
   for (auto& s : scalars) s = s.to(device, torch::kFloat);  // NCCL takes device tensors only
   auto values = torch::stack(scalars).detach().reshape({-1}).contiguous();
   if (comm) {
     PhaseScope wait(timer, Phase::CommWait);
     comm->all_reduce_mean(values)->wait();
   }
-  values = values.to(torch::kCPU);
+  return values;
+}
+
+std::vector<double> mean_over_ranks(Communicator* comm, const torch::Device& device,
+                                    std::vector<torch::Tensor> scalars, PhaseTimer* timer) {
+  const auto values = mean_over_ranks_on_device(comm, device, std::move(scalars), timer).to(torch::kCPU);
   return std::vector<double>(values.data_ptr<float>(), values.data_ptr<float>() + values.numel());
 }
 
 namespace {
 
 // Whether this rank's gradients are all finite, as a device scalar (1 or 0):
-// one sum per parameter and a single host transfer for the step.
+// the sum of their L1 norms (one multi-tensor kernel on CUDA), which is NaN
+// or Inf exactly when some gradient is.
 torch::Tensor gradients_finite(GPT& model, const torch::Device& device) {
-  auto total = torch::zeros({}, torch::dtype(torch::kFloat).device(device));
+  std::vector<torch::Tensor> grads;
   for (const auto& p : model->parameters())
-    if (p.grad().defined()) total += p.grad().abs().sum().to(torch::kFloat);
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return torch::ones({}, torch::dtype(torch::kFloat).device(device));
+  const auto total = torch::stack(at::_foreach_norm(grads, 1)).sum().to(torch::kFloat);
   return torch::isfinite(total).to(torch::kFloat);
+}
+
+// The step's outcome from the agreed [loss, all finite, stop] on the host.
+StepResult judge(const torch::Tensor& agreed, const StepHooks& hooks) {
+  const auto a = agreed.accessor<float, 1>();
+  const double loss = a[0];
+  return {loss, hooks.check ? hooks.check(loss, a[1] == 1.0f) : std::string(), a[2] > 0};
 }
 
 }  // namespace
@@ -71,12 +88,15 @@ StepResult training_step(StepParts& parts, int64_t step, const StepHooks& hooks)
     }
     parts.optimizer.begin_backward(micro == plan.accumulation - 1);
     torch::Tensor loss;
-    {
-      PhaseScope forward(timer, Phase::Forward);
-      loss = parts.model->loss(x, y);
-    }
-    if (hooks.change_loss) loss = hooks.change_loss(micro, loss);
-    {
+    if (parts.graph) {
+      PhaseScope forward_backward(timer, Phase::Forward);  // one replay: the split is not seen
+      loss = parts.graph->run(x, y);
+    } else {
+      {
+        PhaseScope forward(timer, Phase::Forward);
+        loss = parts.model->loss(x, y);
+      }
+      if (hooks.change_loss) loss = hooks.change_loss(micro, loss);
       PhaseScope backward(timer, Phase::Backward);
       (loss / static_cast<double>(plan.accumulation)).backward();
     }
@@ -88,18 +108,57 @@ StepResult training_step(StepParts& parts, int64_t step, const StepHooks& hooks)
   }
   // One all-reduce tells every rank the mean loss, whether any rank saw a
   // non-finite gradient, and whether any rank got a stop signal, so that all
-  // take the same decision.
-  const auto agreed = mean_over_ranks(
+  // take the same decision. (torch::full, not torch::tensor: a host-to-device
+  // copy would wait for the queue to drain.)
+  const bool stop = hooks.stop_requested && hooks.stop_requested();
+  const auto agreed = mean_over_ranks_on_device(
       parts.comm, parts.device,
       {loss_sum / static_cast<double>(plan.accumulation), gradients_finite(parts.model, parts.device),
-       torch::tensor(hooks.stop_requested && hooks.stop_requested() ? 1.0f : 0.0f, torch::device(parts.device))},
+       torch::full({}, stop ? 1.0 : 0.0, torch::dtype(torch::kFloat).device(parts.device))},
       timer);
-  StepResult result{agreed[0], hooks.check ? hooks.check(agreed[0], agreed[1] == 1.0) : std::string(),
-                    agreed[2] > 0};
-  if (result.trouble.empty()) parts.optimizer.step(step, result.loss);  // Momo needs the loss
-  else parts.optimizer.discard_step();
-  parts.optimizer.zero_grad();
+  Optimizer& optimizer = parts.optimizer;
+  StepResult result;
+  if (optimizer.skips_on_device()) {
+    // hooks.check's decision, taken on the device: the update is queued
+    // right behind backward and the all-reduce, with no host read between.
+    // The loss is compared in float64, as check() compares it, so both sides
+    // decide alike; check() below says why, and a disagreement is a bug.
+    torch::Tensor skip;
+    if (hooks.check) {
+      const auto loss = agreed[0].to(torch::kDouble);
+      const double limit = hooks.spike_limit ? hooks.spike_limit() : std::numeric_limits<double>::infinity();
+      skip = agreed[1].ne(1) | torch::isfinite(loss).logical_not() | loss.gt(limit);
+    }
+    optimizer.step(step, std::nullopt, skip);  // these rules take no loss
+    const auto host = (skip.defined() ? torch::cat({agreed, skip.to(torch::kFloat).reshape({1})}) : agreed)
+                          .to(torch::kCPU);
+    result = judge(host, hooks);
+    if (skip.defined() && (host[3].item<float>() != 0) == result.trouble.empty())
+      throw std::logic_error(fmt::format("training_step: at step {} the device {} the update but the check said '{}'",
+                                         step, host[3].item<float>() != 0 ? "skipped" : "applied",
+                                         result.trouble));
+  } else {
+    result = judge(agreed.to(torch::kCPU), hooks);
+    if (result.trouble.empty()) optimizer.step(step, result.loss);  // Momo needs the loss
+    else optimizer.discard_step();
+  }
+  // A graph adds into the gradients it captured: they are zeroed, not dropped.
+  parts.optimizer.zero_grad(/*set_to_none=*/parts.graph == nullptr);
   return result;
+}
+
+std::unique_ptr<MicroStepGraph> make_micro_step_graph(const Config& config, int world, GPT& model,
+                                                      const torch::Device& device, const BatchPlan& plan) {
+  if (!config.train.cuda_graphs) return nullptr;
+  if (!device.is_cuda())
+    throw ConfigError(fmt::format("train.cuda_graphs needs a CUDA device (run.device is {})", device.str()));
+  if (world != 1)
+    throw ConfigError(fmt::format("train.cuda_graphs needs one process (world size {}): the gradient all-reduce "
+                                  "runs from hooks on the host, which a replayed graph does not call", world));
+  if (config.debug.inject_nan_step >= 0)
+    throw ConfigError("train.cuda_graphs replays the captured loss: it cannot be combined with debug.inject_nan_step");
+  auto tokens = torch::zeros({plan.micro_batch, plan.seq_len}, torch::dtype(torch::kLong).device(device));
+  return capture_micro_step(model, tokens, tokens, 1.0 / static_cast<double>(plan.accumulation));
 }
 
 }  // namespace muonrun

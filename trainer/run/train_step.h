@@ -14,6 +14,7 @@
 #include "optim/optimizer.h"
 #include "trainer/config/config.h"
 #include "trainer/data/data_loader.h"
+#include "trainer/run/micro_step_graph.h"
 #include "trainer/run/phase_timer.h"
 
 namespace muonrun {
@@ -31,7 +32,11 @@ BatchPlan plan_batches(const Config& config, int world);
 GPT make_model(const Config& config, const torch::Device& device);
 
 // Means over ranks of a few scalars, in one small all-reduce (`comm` null:
-// the values themselves); one host transfer.
+// the values themselves), left on `device` as a float vector: nothing waits
+// for them on the host.
+torch::Tensor mean_over_ranks_on_device(Communicator* comm, const torch::Device& device,
+                                        std::vector<torch::Tensor> scalars, PhaseTimer* timer = nullptr);
+// The same, read on the host (one transfer).
 std::vector<double> mean_over_ranks(Communicator* comm, const torch::Device& device,
                                     std::vector<torch::Tensor> scalars, PhaseTimer* timer = nullptr);
 
@@ -44,7 +49,14 @@ struct StepParts {
   torch::Device device;
   BatchPlan plan;
   PhaseTimer* timer = nullptr;  // bench_step's; null in training
+  MicroStepGraph* graph = nullptr;  // train.cuda_graphs: replaces the eager micro-step
 };
+
+// The captured micro-step of train.cuda_graphs (null when it is off), after
+// checking what graphs need: a CUDA device, one process, no loss changed on
+// the host (debug.inject_nan_step). Throws ConfigError naming the key.
+std::unique_ptr<MicroStepGraph> make_micro_step_graph(const Config& config, int world, GPT& model,
+                                                      const torch::Device& device, const BatchPlan& plan);
 
 // The training loop's say in a step.
 struct StepHooks {
@@ -52,7 +64,12 @@ struct StepHooks {
   std::function<torch::Tensor(int64_t micro, torch::Tensor loss)> change_loss;
   // Given the agreed mean loss and whether every rank's gradients are
   // finite: "" to apply the update, else why it is skipped. Empty: apply.
+  // It must object exactly when the loss or a gradient is not finite or the
+  // loss exceeds spike_limit() (asked just before), which is what the
+  // device applies without asking it first (see training_step).
   std::function<std::string(double loss, bool gradients_finite)> check;
+  // The loss above which `check` will call the step a spike; empty: +infinity.
+  std::function<double()> spike_limit;
   // Whether this rank got a stop signal, asked after backward. Empty: no.
   std::function<bool()> stop_requested;
 };
@@ -67,8 +84,17 @@ struct StepResult {
 // Forward and backward over the plan's accumulation micro-batches, one
 // all-reduce agreeing on the loss, finite gradients and stop requests, then
 // the optimizer's update for `step` (0-based) or, when hooks.check objects,
-// its discard; gradients are dropped at the end. Does not synchronise the
-// device.
+// its discard; gradients are dropped at the end.
+//
+// When the optimizer skips on the device (Optimizer::skips_on_device(): the
+// speedrun's recipe), nothing is read on the host between backward and the
+// update: the skip decision of hooks.check (non-finite loss or gradient,
+// loss above hooks.spike_limit()) is computed on the device from the
+// all-reduced values and masks the update there, and the values are read
+// once the update is queued, which then waits for the step to finish (the
+// training loop synchronises there anyway, to time the step). Otherwise
+// (steepest-descent and Momo variants, AdamW ablations) they are read before
+// the update, as those rules need the loss and dual norms on the host.
 StepResult training_step(StepParts& parts, int64_t step, const StepHooks& hooks = {});
 
 }  // namespace muonrun

@@ -10,6 +10,8 @@
 #include "trainer/data/prepare.h"
 #include "trainer/base/exit_codes.h"
 #include "trainer/base/logging.h"
+#include "trainer/tools/compare.h"
+#include "trainer/tools/eval.h"
 #include "trainer/tools/sample.h"
 #include "trainer/tools/sweep.h"
 #include "trainer/tools/toy.h"
@@ -88,6 +90,24 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(choice_names(kRunDeviceChoices)))
       ->capture_default_str();
 
+  EvalOptions eval;
+  ConfigOptions eval_config;
+  auto* eval_cmd = app.add_subcommand("eval", "validation loss (and HellaSwag accuracy) of a checkpoint, on any shards and ranks");
+  eval_cmd->add_option("--checkpoint", eval.checkpoint, "checkpoint directory, or a run directory (its newest)")
+      ->required();
+  add_config_options(eval_cmd, eval_config);
+  eval_cmd->add_option("--hellaswag", eval.hellaswag, "also HellaSwag accuracy on this .jsonl (hellaswag_val.jsonl)")
+      ->check(CLI::ExistingFile);
+  eval_cmd->add_option("--vocab", eval.vocab_dir, "directory with encoder.json, vocab.bpe (for --hellaswag)")
+      ->capture_default_str();
+
+  CompareOptions compare;
+  auto* compare_cmd = app.add_subcommand("compare", "loss curves (PNG) and a table of several runs from their metrics.jsonl");
+  compare_cmd->add_option("runs", compare.run_dirs, "run directories")->required();
+  compare_cmd->add_option("--out", compare.out_dir, "directory for compare.md and the PNGs")->required();
+  compare_cmd->add_option("--target", compare.target,
+                          "val loss for the time-to-target column (default: the runs' train.val_loss_target)");
+
   ToyOptions toy;
   ConfigOptions toy_config;
   auto* toy_cmd = app.add_subcommand("toy", "compare optimizers on small toy problems (linreg, quadratic, softmax, mlp)");
@@ -128,6 +148,13 @@ int main(int argc, char** argv) {
       if (summary.stopped_by_signal) return kExitStoppedBySignal;
     } else if (sample_cmd->parsed()) {
       std::cout << run_sampling(sample) << "\n";
+    } else if (eval_cmd->parsed()) {
+      eval.config_files = eval_config.files;
+      eval.overrides = eval_config.overrides;
+      const EvalResult result = run_evaluation(eval);
+      if (result.rank == 0) std::cout << eval_report(result);
+    } else if (compare_cmd->parsed()) {
+      std::cout << compare_runs(compare).table;
     } else if (toy_cmd->parsed()) {
       toy.config_files = toy_config.files;
       toy.overrides = toy_config.overrides;

@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -13,6 +12,7 @@
 
 #include "trainer/base/atomic_file.h"
 #include "trainer/io/metrics.h"
+#include "trainer/tools/plots.h"
 
 namespace muonrun {
 namespace fs = std::filesystem;
@@ -104,51 +104,7 @@ std::vector<std::pair<int64_t, double>> mean_curve(const Cell& cell, bool valida
   return out;
 }
 
-// Train losses are noisy: an exponential moving average, debiased.
-std::vector<std::pair<int64_t, double>> smoothed(const std::vector<std::pair<int64_t, double>>& curve) {
-  std::vector<std::pair<int64_t, double>> out;
-  double ema = 0, weight = 0;
-  for (const auto& [step, loss] : curve) {
-    ema = 0.9 * ema + 0.1 * loss;
-    weight = 0.9 * weight + 0.1;
-    out.emplace_back(step, ema / weight);
-  }
-  return out;
-}
-
-std::string gnuplot_text(const std::string& s) {
-  std::string out;
-  for (char c : s) out += c == '"' ? std::string("\\\"") : std::string(1, c);
-  return out;
-}
-
-struct Series {
-  std::string title, data_file;
-};
-
-// One PNG: a line per series, from the data files written beside the script.
-std::string plot_script(const std::string& png, const std::string& title, const std::string& xlabel,
-                        const std::string& ylabel, bool log_x, const std::vector<Series>& series) {
-  std::string script = fmt::format(
-      "set terminal pngcairo noenhanced size 1200,700\nset output \"{}\"\nset title \"{}\"\n"
-      "set xlabel \"{}\"\nset ylabel \"{}\"\nset grid\nset key outside right\n{}plot ",
-      png, gnuplot_text(title), xlabel, ylabel, log_x ? "set logscale x\n" : "");
-  for (size_t i = 0; i < series.size(); ++i)
-    script += fmt::format("{}\"{}\" using 1:2 with linespoints pointsize 0.4 lc {} dt {} title \"{}\"",
-                          i ? ", \\\n     " : "", series[i].data_file, i % 8 + 1, i / 8 + 1,
-                          gnuplot_text(series[i].title));
-  return script + "\n";
-}
-
-void write_series(const fs::path& file, const std::vector<std::pair<double, double>>& points) {
-  std::string text;
-  for (const auto& [x, y] : points) text += fmt::format("{} {}\n", x, y);
-  write_file_atomically(file.string(), text);
-}
-
-std::vector<std::pair<double, double>> as_points(const std::vector<std::pair<int64_t, double>>& curve) {
-  return {curve.begin(), curve.end()};
-}
+Points as_points(const std::vector<std::pair<int64_t, double>>& curve) { return {curve.begin(), curve.end()}; }
 
 }  // namespace
 
@@ -223,46 +179,28 @@ void write_sweep_report(const SweepPlan& plan, const std::vector<SweepRun>& runs
   write_file_atomically(report_dir + "/results.md", md);
 
   // Plots: loss curves of each variant at its best multiplier, and lr sensitivity.
-  const fs::path plots = fs::path(report_dir) / "plots";
-  fs::create_directories(plots / "data");
-  std::vector<Series> val_series, train_series, lr_series;
+  Plot val{plan.name + "_val.png", plan.title + ": validation loss", "step", "val loss", false, {}};
+  Plot train{plan.name + "_train.png", plan.title + ": training loss (EMA 0.9)", "step", "train loss", false, {}};
+  Plot lr{plan.name + "_lr.png", plan.title + ": lr sensitivity", "lr multiplier", "final val loss", true, {}};
   for (size_t v = 0; v < plan.variants.size(); ++v) {
-    const std::string tag = fmt::format("v{:02d}", v);
     const std::string title = plan.variants[v].name + (plan.variants[v].label.empty() ? "" : " " + plan.variants[v].label);
     if (best[v]) {
       const Cell& cell = cells[v].at(*best[v]);
-      write_series(plots / "data" / (tag + "_val.dat"), as_points(mean_curve(cell, true)));
-      write_series(plots / "data" / (tag + "_train.dat"), as_points(smoothed(mean_curve(cell, false))));
       const std::string with_lr = fmt::format("{} (lr x{:g})", title, *best[v]);
-      val_series.push_back({with_lr, "data/" + tag + "_val.dat"});
-      train_series.push_back({with_lr, "data/" + tag + "_train.dat"});
+      val.series.push_back({with_lr, as_points(mean_curve(cell, true))});
+      train.series.push_back({with_lr, ema_smoothed(as_points(mean_curve(cell, false)))});
     }
-    std::vector<std::pair<double, double>> sensitivity;
+    Points sensitivity;
     for (const auto& [multiplier, cell] : cells[v])
       if (cell.complete() > 0) sensitivity.emplace_back(multiplier, cell.val_loss());
-    if (cells[v].size() > 1 && !sensitivity.empty()) {
-      write_series(plots / "data" / (tag + "_lr.dat"), sensitivity);
-      lr_series.push_back({title, "data/" + tag + "_lr.dat"});
-    }
+    if (cells[v].size() > 1 && !sensitivity.empty()) lr.series.push_back({title, sensitivity});
   }
-  std::string script;
-  if (!val_series.empty()) {
-    script += plot_script(plan.name + "_val.png", plan.title + ": validation loss", "step", "val loss", false, val_series);
-    script += plot_script(plan.name + "_train.png", plan.title + ": training loss (EMA 0.9)", "step", "train loss",
-                          false, train_series);
+  // The tables are written: a sweep of many runs does not fail for want of gnuplot.
+  try {
+    write_plots((fs::path(report_dir) / "plots").string(), plan.name, {val, train, lr});
+  } catch (const PlotError& e) {
+    spdlog::warn("sweep report: {}", e.what());
   }
-  if (!lr_series.empty())
-    script += plot_script(plan.name + "_lr.png", plan.title + ": lr sensitivity", "lr multiplier",
-                          "final val loss", true, lr_series);
-  if (script.empty()) return;
-  const std::string script_file = plan.name + ".gp";
-  write_file_atomically((plots / script_file).string(), script);
-  const std::string command = "cd " + shell_quote(plots.string()) + " && gnuplot " + shell_quote(script_file);
-  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
-    spdlog::warn("gnuplot not found: plots not rendered (render with: {})", command);
-    return;
-  }
-  if (std::system(command.c_str()) != 0) spdlog::warn("gnuplot failed on {}/{}", plots.string(), script_file);
 }
 
 }  // namespace muonrun

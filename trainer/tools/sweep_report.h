@@ -6,9 +6,8 @@
 //   results.csv  one row per run
 //   plots/       <name>_val.png, <name>_train.png (loss curves of each
 //                variant at its best lr) and <name>_lr.png (final loss against
-//                the lr multiplier), rendered by gnuplot from the .gp and .dat
-//                files beside them (kept, so plots can be restyled; without
-//                gnuplot only those are written)
+//                the lr multiplier), rendered by gnuplot (trainer/tools/plots.h;
+//                without gnuplot only the scripts are written, with a warning)
 #pragma once
 
 #include <string>

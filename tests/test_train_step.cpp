@@ -1,0 +1,190 @@
+// The training step without host round trips (trainer/run/train_step.h):
+// the skip decision taken on the device must be the one the host took before
+// the update when this step read everything first. The reference here is
+// that older order written out with public calls (forward, backward, a host
+// check, then the update or nothing), step for step on the same data: the
+// losses, weights and optimizer state must be identical, bit for bit,
+// through a NaN step and a loss spike.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tests/pattern_shards.h"
+#include "tests/test_helpers.h"
+#include "trainer/config/config.h"
+#include "trainer/faults/divergence.h"
+#include "trainer/run/evaluate.h"
+#include "trainer/run/train_step.h"
+
+using namespace muonrun;
+namespace fs = std::filesystem;
+
+namespace {
+
+Config tiny_config(const fs::path& dir, const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> overrides{"model.vocab_size=64", "model.layers=2", "model.heads=2", "model.head_dim=16",
+                                     "model.dim=32", "model.seq_len=32", "train.micro_batch=4",
+                                     "train.batch_tokens=256", "train.steps=16", "train.val_tokens=512",
+                                     "optim.adam.embed_lr=0.05", "optim.adam.head_lr=0.01", "optim.muon.lr=0.02",
+                                     "optim.muon.weight_decay=0.01", "optim.adam.weight_decay=0.01",
+                                     "data.train=" + (dir / "train_*.bin").string(),
+                                     "data.val=" + (dir / "val_*.bin").string(), "run.device=cpu"};
+  overrides.insert(overrides.end(), extra.begin(), extra.end());
+  return load_config({}, overrides);
+}
+
+// Turns step `nan_step`'s loss into NaN and multiplies step `spike_step`'s by 50.
+torch::Tensor perturb(int64_t step, int64_t nan_step, int64_t spike_step, torch::Tensor loss) {
+  if (step == nan_step) return loss * std::numeric_limits<float>::quiet_NaN();
+  if (step == spike_step) return loss * 50.0;
+  return loss;
+}
+
+struct Trace {
+  std::vector<double> losses;
+  std::vector<std::string> troubles;
+  std::map<std::string, torch::Tensor> weights, state;
+};
+
+void finish(Trace& trace, GPT& model, Optimizer& optimizer) {
+  for (const auto& p : model->named_parameters()) trace.weights[p.key()] = p.value().detach().clone();
+  for (const auto& [name, t] : optimizer.state()) trace.state[name] = t.clone();
+}
+
+// training_step as the trainer calls it.
+Trace with_training_step(const Config& config, int64_t nan_step, int64_t spike_step, bool* on_device) {
+  const torch::Device device(torch::kCPU);
+  const BatchPlan plan = plan_batches(config, 1);
+  GPT model = make_model(config, device);
+  Optimizer optimizer(*model, config, nullptr);
+  *on_device = optimizer.skips_on_device();
+  DataLoader data(config.data.train, plan.micro_batch, plan.seq_len, 0, 1, config.model.vocab_size);
+  DivergenceDetector detector(config.train.spike_zscore, config.train.spike_window);
+  StepParts parts{model, optimizer, data, nullptr, device, plan};
+  Trace trace;
+  for (int64_t step = 0; step < config.train.steps; ++step) {
+    StepHooks hooks;
+    hooks.change_loss = [&](int64_t, torch::Tensor loss) { return perturb(step, nan_step, spike_step, loss); };
+    hooks.check = [&](double loss, bool finite) { return detector.check(loss, finite); };
+    hooks.spike_limit = [&] { return detector.spike_limit(); };
+    const StepResult result = training_step(parts, step, hooks);
+    trace.losses.push_back(result.loss);
+    trace.troubles.push_back(result.trouble);
+  }
+  finish(trace, model, optimizer);
+  return trace;
+}
+
+// The order before: everything read on the host, then the update or nothing.
+Trace host_first(const Config& config, int64_t nan_step, int64_t spike_step) {
+  const torch::Device device(torch::kCPU);
+  const BatchPlan plan = plan_batches(config, 1);
+  GPT model = make_model(config, device);
+  Optimizer optimizer(*model, config, nullptr);
+  DataLoader data(config.data.train, plan.micro_batch, plan.seq_len, 0, 1, config.model.vocab_size);
+  DivergenceDetector detector(config.train.spike_zscore, config.train.spike_window);
+  Trace trace;
+  for (int64_t step = 0; step < config.train.steps; ++step) {
+    auto loss_sum = torch::zeros({});
+    for (int64_t micro = 0; micro < plan.accumulation; ++micro) {
+      auto [x, y] = next_batch(data, plan.micro_batch, plan.seq_len, device);
+      auto loss = perturb(step, nan_step, spike_step, model->loss(x, y));
+      (loss / static_cast<double>(plan.accumulation)).backward();
+      loss_sum += loss.detach();
+    }
+    const double loss = (loss_sum / static_cast<double>(plan.accumulation)).item<float>();
+    bool finite = true;
+    for (const auto& p : model->parameters())
+      if (p.grad().defined()) finite = finite && torch::isfinite(p.grad()).all().item<bool>();
+    const std::string trouble = detector.check(loss, finite);
+    if (trouble.empty()) optimizer.step(step);
+    optimizer.zero_grad();
+    trace.losses.push_back(loss);
+    trace.troubles.push_back(trouble);
+  }
+  finish(trace, model, optimizer);
+  return trace;
+}
+
+void expect_same(const Trace& a, const Trace& b) {
+  ASSERT_EQ(a.losses.size(), b.losses.size());
+  for (size_t i = 0; i < a.losses.size(); ++i) {
+    if (std::isnan(b.losses[i])) EXPECT_TRUE(std::isnan(a.losses[i])) << "step " << i;
+    else EXPECT_EQ(a.losses[i], b.losses[i]) << "step " << i;
+    EXPECT_EQ(a.troubles[i].empty(), b.troubles[i].empty()) << "step " << i << ": '" << a.troubles[i] << "' vs '"
+                                                            << b.troubles[i] << "'";
+  }
+  for (const auto& [name, t] : b.weights) EXPECT_TRUE(torch::equal(a.weights.at(name), t)) << name;
+  ASSERT_EQ(a.state.size(), b.state.size());
+  for (const auto& [name, t] : b.state) EXPECT_TRUE(torch::equal(a.state.at(name), t)) << name;
+}
+
+}  // namespace
+
+// The recipe (Muon + fused AdamW) skips on the device: a NaN at step 3 and a
+// spike at step 12 (z-score 3 over 8 losses) are skipped exactly as the host
+// skipped them, and every other step is the same update.
+TEST(TrainingStep, DeviceSkipMatchesTheHostFirstOrder) {
+  const fs::path dir = tests::scratch_dir("train_step_device");
+  tests::write_pattern_shards(dir);
+  const Config config = tiny_config(dir, {"train.spike_zscore=3", "train.spike_window=8"});
+  bool on_device = false;
+  const Trace ours = with_training_step(config, 3, 12, &on_device);
+  EXPECT_TRUE(on_device) << "the recipe's step should skip on the device";
+  const Trace reference = host_first(config, 3, 12);
+  expect_same(ours, reference);
+  EXPECT_NE(ours.troubles[3].find("the loss is nan"), std::string::npos) << ours.troubles[3];
+  EXPECT_NE(ours.troubles[12].find("spike"), std::string::npos) << ours.troubles[12];
+  size_t skipped = 0;
+  for (const auto& t : ours.troubles) skipped += !t.empty();
+  EXPECT_EQ(skipped, 2u);
+}
+
+// A negative control: without the skip the NaN step poisons the weights, so
+// the comparison above can fail.
+TEST(TrainingStep, WithoutTheCheckANaNStepReachesTheWeights) {
+  const fs::path dir = tests::scratch_dir("train_step_control");
+  tests::write_pattern_shards(dir);
+  const Config config = tiny_config(dir);
+  const torch::Device device(torch::kCPU);
+  const BatchPlan plan = plan_batches(config, 1);
+  GPT model = make_model(config, device);
+  Optimizer optimizer(*model, config, nullptr);
+  DataLoader data(config.data.train, plan.micro_batch, plan.seq_len, 0, 1, config.model.vocab_size);
+  StepParts parts{model, optimizer, data, nullptr, device, plan};
+  StepHooks hooks;  // no check: every update is applied
+  hooks.change_loss = [&](int64_t, torch::Tensor loss) { return perturb(0, 0, -1, loss); };
+  training_step(parts, 0, hooks);
+  bool finite = true;
+  for (const auto& p : model->parameters()) finite = finite && torch::isfinite(p).all().item<bool>();
+  EXPECT_FALSE(finite);
+}
+
+// An ablation whose AdamW cannot run fused (no bias correction) reads on the
+// host first, and gives the same trace as the host-first order too.
+TEST(TrainingStep, HostPathForVariantsMatchesTheHostFirstOrder) {
+  const fs::path dir = tests::scratch_dir("train_step_host");
+  tests::write_pattern_shards(dir);
+  const Config config =
+      tiny_config(dir, {"optim.adam.bias_correction=false", "train.spike_zscore=3", "train.spike_window=8"});
+  bool on_device = true;
+  const Trace ours = with_training_step(config, 3, 12, &on_device);
+  EXPECT_FALSE(on_device);
+  expect_same(ours, host_first(config, 3, 12));
+}
+
+TEST(Divergence, SpikeLimitIsWhereCheckObjects) {
+  DivergenceDetector detector(3.0, 16);
+  EXPECT_EQ(detector.spike_limit(), std::numeric_limits<double>::infinity());  // window too short
+  for (int i = 0; i < 16; ++i) detector.check(i % 2 ? 3.0 : 1.0, true);       // mean 2, std 1
+  EXPECT_DOUBLE_EQ(detector.spike_limit(), 5.0);
+  DivergenceDetector same = detector;
+  EXPECT_EQ(same.check(5.0, true), "");  // z = 3 is not above 3
+  EXPECT_NE(detector.check(std::nextafter(5.0, 6.0), true).find("spike"), std::string::npos);
+  EXPECT_EQ(DivergenceDetector(0.0, 16).spike_limit(), std::numeric_limits<double>::infinity());
+}

@@ -1,0 +1,144 @@
+#include "trainer/tools/compare.h"
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <stdexcept>
+
+#include "trainer/base/atomic_file.h"
+#include "trainer/config/config.h"
+#include "trainer/io/metrics.h"
+#include "trainer/tools/plots.h"
+
+namespace muonrun {
+namespace fs = std::filesystem;
+namespace {
+
+struct Run {
+  RunSummary summary;
+  std::vector<StepMetrics> metrics;
+};
+
+std::string trimmed(std::string dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir;
+}
+
+Run read_run(const std::string& dir, const std::optional<double>& target) {
+  const std::string path = dir + "/metrics.jsonl";
+  if (!fs::is_regular_file(path)) throw std::runtime_error(path + ": no such file (is " + dir + " a run directory?)");
+  Run run{{}, read_metrics(path)};
+  if (run.metrics.empty()) throw std::runtime_error(path + ": no records");
+  RunSummary& s = run.summary;
+  s.dir = dir;
+  s.label = fs::path(dir).filename().string();
+  for (const auto& m : run.metrics) {
+    s.last_step = m.step;
+    s.step_avg_ms = m.step_avg_ms;
+    if (!m.val_loss || !std::isfinite(*m.val_loss)) continue;
+    s.final_val_loss = *m.val_loss;
+    if (!s.best_val_loss || *m.val_loss < *s.best_val_loss) {
+      s.best_val_loss = *m.val_loss;
+      s.best_val_step = m.step;
+    }
+    if (target && !s.target_time_ms && *m.val_loss <= *target) {
+      s.target_time_ms = m.train_time_ms;
+      s.target_step = m.step;
+    }
+  }
+  return run;
+}
+
+// train.val_loss_target of the runs' config.yaml, when they agree on one.
+std::optional<double> configured_target(const std::vector<std::string>& dirs) {
+  std::set<double> targets;
+  for (const auto& dir : dirs) {
+    const std::string path = dir + "/config.yaml";
+    if (!fs::exists(path)) continue;
+    double target;
+    try {
+      target = load_config({path}, {}).train.val_loss_target;
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string(e.what()) + " (give --target to compare without the runs' configs)");
+    }
+    if (target > 0) targets.insert(target);
+  }
+  if (targets.size() > 1)
+    spdlog::warn("compare: the runs have different train.val_loss_target values; no time-to-target column "
+                 "(give --target)");
+  if (targets.size() != 1) return std::nullopt;
+  return *targets.begin();
+}
+
+std::string table(const std::vector<Run>& runs, const std::optional<double>& target) {
+  std::string md = "| Run | Steps | Final val loss | Best val loss (step) |";
+  std::string rule = "|---|---|---|---|";
+  if (target) {
+    md += fmt::format(" Time to val loss {:g} |", *target);
+    rule += "---|";
+  }
+  md += " step_avg |\n" + rule + "---|\n";
+  for (const auto& run : runs) {
+    const RunSummary& s = run.summary;
+    md += fmt::format("| {} | {} | {} | {} |", s.label, s.last_step,
+                      s.final_val_loss ? fmt::format("{:.4f}", *s.final_val_loss) : "-",
+                      s.best_val_loss ? fmt::format("{:.4f} ({})", *s.best_val_loss, s.best_val_step) : "-");
+    if (target)
+      md += s.target_time_ms ? fmt::format(" {:.1f} s (step {}) |", *s.target_time_ms / 1000, s.target_step)
+                             : std::string(" not reached |");
+    md += fmt::format(" {:.2f} ms |\n", s.step_avg_ms);
+  }
+  return md;
+}
+
+// Loss against step or training time (s), one series per run.
+Points curve(const std::vector<StepMetrics>& metrics, bool validation, bool by_time) {
+  Points points;
+  for (const auto& m : metrics) {
+    const auto& loss = validation ? m.val_loss : m.train_loss;
+    if (loss && std::isfinite(*loss))
+      points.emplace_back(by_time ? m.train_time_ms / 1000 : static_cast<double>(m.step), *loss);
+  }
+  return validation ? points : ema_smoothed(points);
+}
+
+}  // namespace
+
+Comparison compare_runs(const CompareOptions& options) {
+  if (options.run_dirs.empty()) throw std::invalid_argument("compare: no run directories given");
+  Comparison out;
+  out.target = options.target ? options.target : configured_target(options.run_dirs);
+  std::vector<Run> runs;
+  std::map<std::string, int> label_count;
+  for (const auto& dir : options.run_dirs) {
+    runs.push_back(read_run(trimmed(dir), out.target));
+    ++label_count[runs.back().summary.label];
+  }
+  for (auto& run : runs)
+    if (label_count[run.summary.label] > 1) run.summary.label = run.summary.dir;
+  for (const auto& run : runs) out.runs.push_back(run.summary);
+  out.table = table(runs, out.target);
+  fs::create_directories(options.out_dir);
+  write_file_atomically(options.out_dir + "/compare.md", out.table);
+
+  std::vector<Plot> plots;
+  for (const bool validation : {true, false})
+    for (const bool by_time : {false, true}) {
+      Plot plot;
+      const std::string what = validation ? "val" : "train";
+      plot.png = fmt::format("{}_loss_by_{}.png", what, by_time ? "time" : "step");
+      plot.title = validation ? "validation loss" : "training loss (EMA 0.9)";
+      plot.xlabel = by_time ? "training time (s)" : "step";
+      plot.ylabel = what + " loss";
+      for (const auto& run : runs) plot.series.push_back({run.summary.label, curve(run.metrics, validation, by_time)});
+      plots.push_back(plot);
+    }
+  write_plots(options.out_dir, "compare", plots);
+  return out;
+}
+
+}  // namespace muonrun

@@ -1,0 +1,146 @@
+#include "trainer/tools/hellaswag.h"
+
+#include <cmath>
+#include <fstream>
+#include <stdexcept>
+
+#include "trainer/base/json.h"
+#include "trainer/base/progress.h"
+#include "trainer/run/train_step.h"
+
+namespace muonrun {
+namespace {
+
+std::vector<int64_t> tokens_of(const Tokenizer& tokenizer, const std::string& text) {
+  const auto t = tokenizer.encode(text);
+  return {t.begin(), t.end()};
+}
+
+HellaswagExample parse_example(const std::string& line, const std::string& where, const Tokenizer& tokenizer) {
+  const auto v = json::parse(line, where);
+  auto fail = [&](const std::string& what) {
+    throw std::runtime_error(where + ": " + what + " (expected {\"ctx\": string, \"endings\": [4 strings], "
+                             "\"label\": 0..3}, as hellaswag_val.jsonl)");
+  };
+  if (!v.is_object()) fail("not a JSON object");
+  const auto* ctx = v.find("ctx");
+  if (!ctx || !ctx->is_string()) fail("no string \"ctx\"");
+  if (ctx->string.empty()) fail("empty \"ctx\"");
+  const auto* endings = v.find("endings");
+  if (!endings || !endings->is_array() || endings->array.size() != 4) fail("\"endings\" is not an array of 4");
+  const auto* label = v.find("label");
+  if (!label) fail("no \"label\" (the test split has none: use hellaswag_val.jsonl)");
+  int64_t l = -1;
+  try {
+    l = label->as_int64();
+  } catch (const json::ParseError&) {
+  }
+  if (l < 0 || l > 3) fail("\"label\" is not an integer 0..3");
+  HellaswagExample example;
+  example.label = static_cast<int>(l);
+  example.context = tokens_of(tokenizer, ctx->string);
+  for (size_t i = 0; i < 4; ++i) {
+    if (!endings->array[i].is_string()) fail("ending " + std::to_string(i) + " is not a string");
+    // " " + ending: the context ends without the space GPT-2's tokens carry in front.
+    example.endings[i] = tokens_of(tokenizer, " " + endings->array[i].string);
+  }
+  return example;
+}
+
+}  // namespace
+
+std::vector<HellaswagExample> read_hellaswag(const std::string& path, const Tokenizer& tokenizer) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(path + ": cannot open");
+  std::vector<HellaswagExample> examples;
+  int64_t line_number = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    examples.push_back(parse_example(line, path + " line " + std::to_string(line_number), tokenizer));
+    examples.back().line = line_number;
+  }
+  if (examples.empty()) throw std::runtime_error(path + ": no examples");
+  return examples;
+}
+
+std::array<EndingLoss, 4> score_endings(GPT& model, const HellaswagExample& example) {
+  torch::NoGradGuard no_grad;
+  const auto device = model->parameters().front().device();
+  const int64_t window = model->config.seq_len + 1;  // tokens of a row: seq_len inputs, each with its target
+  std::array<std::vector<int64_t>, 4> rows;
+  std::array<int64_t, 4> ending_start{};
+  int64_t longest = 0;
+  for (size_t i = 0; i < 4; ++i) {
+    const auto& ending = example.endings[i];
+    const int64_t keep = std::min<int64_t>(example.context.size(), window - static_cast<int64_t>(ending.size()));
+    if (ending.empty() || keep < 1)
+      throw std::runtime_error("hellaswag line " + std::to_string(example.line) + ": ending " + std::to_string(i) +
+                               " has " + std::to_string(ending.size()) + " tokens; model.seq_len " +
+                               std::to_string(model->config.seq_len) + " needs 1 to seq_len");
+    rows[i].assign(example.context.end() - keep, example.context.end());
+    rows[i].insert(rows[i].end(), ending.begin(), ending.end());
+    ending_start[i] = keep;
+    longest = std::max<int64_t>(longest, rows[i].size());
+  }
+  // Shorter rows are padded at the end, which causal attention keeps from
+  // the positions that count.
+  auto tokens = torch::zeros({4, longest}, torch::kLong);
+  auto mask = torch::zeros({4, longest - 1}, torch::kFloat);
+  for (size_t i = 0; i < 4; ++i) {
+    const int64_t n = rows[i].size();
+    tokens[i].narrow(0, 0, n).copy_(torch::tensor(rows[i], torch::kLong));
+    // The target at position t is token t + 1: the ending's tokens are the
+    // targets of positions ending_start - 1 .. n - 2.
+    mask[i].narrow(0, ending_start[i] - 1, n - ending_start[i]).fill_(1);
+  }
+  tokens = tokens.to(device);
+  const auto inputs = tokens.narrow(1, 0, longest - 1), targets = tokens.narrow(1, 1, longest - 1);
+  const auto logits = model->forward(inputs);  // fp32, soft-capped: what the training loss sees
+  const auto losses = torch::nn::functional::cross_entropy(
+                          logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
+                          torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
+                          .view({4, longest - 1})
+                          .to(torch::kCPU, torch::kDouble);
+  const auto totals = (losses * mask.to(torch::kDouble)).sum(1);
+  std::array<EndingLoss, 4> out;
+  for (size_t i = 0; i < 4; ++i) out[i] = {totals[i].item<double>(), static_cast<int64_t>(example.endings[i].size())};
+  return out;
+}
+
+EndingPick pick_ending(const std::array<EndingLoss, 4>& losses) {
+  EndingPick pick{0, 0};
+  for (int i = 1; i < 4; ++i) {
+    if (losses[i].total < losses[pick.by_total].total) pick.by_total = i;
+    if (losses[i].total / losses[i].tokens < losses[pick.by_mean].total / losses[pick.by_mean].tokens) pick.by_mean = i;
+  }
+  return pick;
+}
+
+HellaswagResult evaluate_hellaswag(GPT& model, const std::vector<HellaswagExample>& examples, int rank, int world,
+                                   Communicator* comm, const torch::Device& device) {
+  model->eval();
+  HellaswagResult local;
+  const int64_t n = examples.size(), mine = n > rank ? (n - rank + world - 1) / world : 0;
+  Progress progress("hellaswag", static_cast<double>(mine), "examples", 10.0, /*transient=*/true);
+  for (size_t i = rank; i < examples.size(); i += world) {
+    const EndingPick pick = pick_ending(score_endings(model, examples[i]));
+    local.examples += 1;
+    local.correct += pick.by_total == examples[i].label;
+    local.correct_norm += pick.by_mean == examples[i].label;
+    progress.update(static_cast<double>(local.examples));
+  }
+  model->train();
+  // Counts below 2^24 are exact in the float all-reduce; its mean times world is the sum.
+  const auto means = mean_over_ranks(comm, device,
+                                     {torch::tensor(static_cast<double>(local.examples)),
+                                      torch::tensor(static_cast<double>(local.correct)),
+                                      torch::tensor(static_cast<double>(local.correct_norm))});
+  HellaswagResult total;
+  total.examples = std::llround(means[0] * world);
+  total.correct = std::llround(means[1] * world);
+  total.correct_norm = std::llround(means[2] * world);
+  return total;
+}
+
+}  // namespace muonrun
