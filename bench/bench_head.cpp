@@ -1,20 +1,22 @@
 // The language-model head of a config (lm_head + soft-cap + cross-entropy,
-// forward and backward, models/chunked_head.h) for one micro-batch: the
-// composite and the blocked soft-capped cross-entropy side by side, at the
-// model's chunk size and at smaller ones, interleaved so that a busy machine
-// slows all alike.
+// forward and backward) for one micro-batch, three ways, interleaved so that
+// a busy machine slows all alike:
+// - autograd of the plain ops on whole logits (what the head was before
+//   models/chunked_head.h, and what its tests compare with);
+// - the chunked head (models/chunked_head.h);
+// - the chunked head's three matrix products alone: what is left when the
+//   element-wise work (models/softcap_cross_entropy.h) costs nothing.
 //
 //   bench_head [--config FILE] [--set key=value ...] [--repeats 5]
 //
-// CPU only (blocked is the CPU implementation). Prints the median ms of each
-// variant and its ratio to the composite one at the model's chunk size.
+// Prints the median ms of each and its ratio to the first.
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
+#include <functional>
 
 #include "models/chunked_head.h"
 #include "models/gpt.h"
@@ -25,13 +27,6 @@ using namespace muonrun;
 
 namespace {
 
-struct Variant {
-  const char* name;
-  SoftcapCrossEntropy how;
-  int64_t chunk_logits;  // logits per chunk
-  std::vector<double> ms;
-};
-
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -40,52 +35,78 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Language-model head benchmark (CPU)"};
+  CLI::App app{"Language-model head benchmark"};
   std::vector<std::string> files, overrides;
   int repeats = 5;
-  app.add_option("-c,--config", files, "YAML config (model and train.micro_batch used)");
+  app.add_option("-c,--config", files, "YAML config (model, train.micro_batch and run.device used)");
   app.add_option("--set", overrides, "override a key");
   app.add_option("--repeats", repeats, "timed passes of each variant (after one warm-up)")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
   const Config config = load_config(files, overrides);
+  const auto device = resolve_device(config.run.device, 0);
   configure_host(config.run.cpu_threads, 1);
   const int64_t N = config.train.micro_batch * config.model.seq_len, D = config.model.dim;
   const int64_t V = padded_vocab(config.model);
+  const double cap = config.model.logit_softcap;
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 26) / V);  // as GPTImpl::loss
+  const auto dtype = device.is_cuda() ? torch::kBFloat16 : torch::kFloat;
   torch::manual_seed(0);
-  auto hidden = torch::randn({N, D}).requires_grad_();
-  auto weight = (torch::randn({V, D}) * 0.02).requires_grad_();
-  auto targets = torch::randint(V, {N}, torch::kLong);
-  const int64_t model_chunk = int64_t{1} << 26;  // as models/gpt.cpp
-  std::vector<Variant> variants = {
-      {"composite", SoftcapCrossEntropy::composite, model_chunk, {}},
-      {"blocked", SoftcapCrossEntropy::blocked, model_chunk, {}},
-      {"composite", SoftcapCrossEntropy::composite, model_chunk / 4, {}},
-      {"blocked", SoftcapCrossEntropy::blocked, model_chunk / 4, {}},
-      {"blocked", SoftcapCrossEntropy::blocked, model_chunk / 16, {}},
-  };
-  auto run = [&](const Variant& v) {
+  auto opts = torch::TensorOptions().device(device);
+  auto hidden = torch::randn({N, D}, opts.dtype(dtype)).requires_grad_();
+  auto weight = (torch::randn({V, D}, opts) * 0.02).requires_grad_();
+  auto targets = torch::randint(V, {N}, opts.dtype(torch::kLong));
+  auto reset = [&] {
     hidden.mutable_grad() = torch::Tensor();
     weight.mutable_grad() = torch::Tensor();
-    const int64_t chunk_tokens = std::max<int64_t>(1, v.chunk_logits / V);
-    chunked_head_loss(hidden, weight, targets, config.model.logit_softcap, chunk_tokens, v.how).backward();
   };
-  std::printf("bench_head: %lld tokens x dim %lld x vocab %lld, soft-cap %g, %d threads\n",
-              static_cast<long long>(N), static_cast<long long>(D), static_cast<long long>(V),
-              config.model.logit_softcap, at::get_num_threads());
-  for (auto& v : variants) run(v);  // warm-up
+  struct Variant {
+    const char* name;
+    std::function<void()> run;
+    std::vector<double> ms;
+  };
+  std::vector<Variant> variants = {
+      {"plain ops, whole logits",
+       [&] {
+         auto logits = torch::nn::functional::linear(hidden, weight.to(dtype)).to(torch::kFloat);
+         if (cap > 0) logits = cap * torch::tanh(logits / cap);
+         torch::nn::functional::cross_entropy(logits, targets).backward();
+       },
+       {}},
+      {"chunked head", [&] { chunked_head_loss(hidden, weight, targets, cap, chunk).backward(); }, {}},
+      {"its matrix products alone",
+       [&] {
+         torch::NoGradGuard no_grad;
+         auto w = weight.to(dtype);
+         auto grad_w = torch::zeros({V, D}, opts.dtype(dtype));
+         for (int64_t start = 0; start < N; start += chunk) {
+           auto h = hidden.narrow(0, start, std::min(chunk, N - start));
+           auto g = torch::mm(h, w.t());  // the gradient has the logits' shape
+           auto grad_h = torch::mm(g, w);
+           grad_w.addmm_(g.t(), h);
+         }
+       },
+       {}},
+  };
+  std::printf("bench_head: %lld tokens x dim %lld x vocab %lld, soft-cap %g, chunks of %lld tokens, %s, %d threads\n",
+              static_cast<long long>(N), static_cast<long long>(D), static_cast<long long>(V), cap,
+              static_cast<long long>(chunk), device.str().c_str(), at::get_num_threads());
+  for (auto& v : variants) {  // warm-up
+    reset();
+    v.run();
+  }
   for (int r = 0; r < repeats; ++r) {
     for (auto& v : variants) {
+      reset();
+      synchronize(device);
       const auto start = std::chrono::steady_clock::now();
-      run(v);
+      v.run();
+      synchronize(device);
       v.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
     }
   }
-  const double reference = median(variants[0].ms);
+  const double first = median(variants[0].ms);
   for (const auto& v : variants)
-    std::printf("%-10s chunk 2^%-2d logits (%5lld tokens): median %8.1f ms  %.2fx composite at 2^26\n", v.name,
-                static_cast<int>(std::log2(static_cast<double>(v.chunk_logits))),
-                static_cast<long long>(std::max<int64_t>(1, v.chunk_logits / V)), median(v.ms),
-                reference / median(v.ms));
+    std::printf("%-28s median %8.1f ms  %.2fx faster than the plain ops\n", v.name, median(v.ms), first / median(v.ms));
   return 0;
 }

@@ -2,19 +2,23 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "models/softcap_cross_entropy.h"
+
 namespace muonrun {
 namespace {
 
 struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
                                const torch::Tensor& weight, const torch::Tensor& targets, double softcap,
-                               int64_t chunk_tokens, bool gradients, SoftcapCrossEntropy how) {
+                               int64_t chunk_tokens, bool gradients) {
     const int64_t N = hidden.size(0);
     const bool fp32 = hidden.scalar_type() == torch::kFloat;
     auto w = weight.to(hidden.scalar_type());
     auto total = torch::zeros({}, hidden.options().dtype(torch::kFloat));
-    // One fp32 logits buffer serves every chunk; it becomes the chunk's gradient.
+    // Two fp32 buffers serve every chunk: the logits, which become the chunk's
+    // gradient, and the soft-max's scratch.
     auto logits_buffer = torch::empty({std::min(chunk_tokens, N), w.size(0)}, hidden.options().dtype(torch::kFloat));
+    auto scratch = torch::empty_like(logits_buffer);
     torch::Tensor grad_hidden, grad_weight;
     if (gradients) {
       grad_hidden = torch::empty_like(hidden);
@@ -26,7 +30,7 @@ struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
       auto logits = logits_buffer.narrow(0, 0, n);
       if (fp32) at::mm_out(logits, h, w.t());
       else logits.copy_(torch::mm(h, w.t()));  // bf16 product, fp32 soft-cap and softmax
-      total += softcap_cross_entropy_(logits, targets.narrow(0, start, n), softcap, gradients, how);
+      total += softcap_cross_entropy_(logits, targets.narrow(0, start, n), softcap, gradients, scratch);
       if (!gradients) continue;
       auto g = logits.to(h.scalar_type());  // no copy in fp32
       auto grad_h = grad_hidden.narrow(0, start, n);
@@ -45,32 +49,21 @@ struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
     const double scale = 1.0 / static_cast<double>(ctx->saved_data["N"].toInt());
     auto g = grad_outputs[0] * scale;  // a scalar
     return {saved[0] * g.to(saved[0].scalar_type()), saved[1] * g, torch::Tensor(), torch::Tensor(),
-            torch::Tensor(), torch::Tensor(), torch::Tensor()};
+            torch::Tensor(), torch::Tensor()};
   }
 };
 
 }  // namespace
 
-SoftcapCrossEntropy default_softcap_cross_entropy(const torch::Device& device) {
-  return device.is_cpu() ? SoftcapCrossEntropy::blocked : SoftcapCrossEntropy::composite;
-}
-
 torch::Tensor chunked_head_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
                                 const torch::Tensor& targets, double softcap, int64_t chunk_tokens) {
-  return chunked_head_loss(hidden, weight, targets, softcap, chunk_tokens,
-                           default_softcap_cross_entropy(hidden.device()));
-}
-
-torch::Tensor chunked_head_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
-                                const torch::Tensor& targets, double softcap, int64_t chunk_tokens,
-                                SoftcapCrossEntropy how) {
   TORCH_CHECK(hidden.dim() == 2 && targets.dim() == 1 && hidden.size(0) == targets.size(0),
               "chunked_head_loss: hidden [N, D] and targets [N]");
   TORCH_CHECK(chunk_tokens > 0, "chunked_head_loss: chunk_tokens must be positive");
   // Inside forward grad mode is off, so whether gradients are wanted is
   // decided here: not under NoGradGuard (evaluation), whatever the weight says.
   const bool gradients = torch::GradMode::is_enabled() && (hidden.requires_grad() || weight.requires_grad());
-  return ChunkedHead::apply(hidden, weight, targets, softcap, chunk_tokens, gradients, how);
+  return ChunkedHead::apply(hidden, weight, targets, softcap, chunk_tokens, gradients);
 }
 
 }  // namespace muonrun

@@ -12,23 +12,13 @@
 
 #include <torch/torch.h>
 
-#include "models/softcap_cross_entropy.h"
-
 namespace muonrun {
 
 // hidden: [N, D] in the compute dtype; weight: [V, D] fp32 (the master
 // weight, cast to hidden's dtype for the products); targets: [N] int64.
 // softcap 0 disables the cap. Returns the mean loss, an fp32 scalar; its
 // gradients flow to `hidden` (in its dtype) and to `weight` (fp32).
-// The soft-cap and cross-entropy of each chunk run as `how` says; without it,
-// as default_softcap_cross_entropy says for the hidden states' device.
 torch::Tensor chunked_head_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
                                 const torch::Tensor& targets, double softcap, int64_t chunk_tokens);
-torch::Tensor chunked_head_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
-                                const torch::Tensor& targets, double softcap, int64_t chunk_tokens,
-                                SoftcapCrossEntropy how);
-
-// blocked on the CPU (cache-sized blocks), composite elsewhere.
-SoftcapCrossEntropy default_softcap_cross_entropy(const torch::Device& device);
 
 }  // namespace muonrun

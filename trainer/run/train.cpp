@@ -331,9 +331,8 @@ TrainSummary run_training(const Config& config, const TrainOptions& options) {
   } catch (const CommunicationError& e) {
     // Name the rank that fell behind, then end the job on every rank rather
     // than leave the others waiting for their own timeouts.
-    // No rank prefix here: MPI's timeout message starts with its rank, and
-    // the line goes to this rank's log_rank<r>.txt (the console is rank 0's).
-    spdlog::error("{}; {}", e.what(), heartbeat.diagnose());
+    // The one rank prefix of the line: the communicators' messages carry none.
+    spdlog::error("rank {}: {}; {}", world.rank(), e.what(), heartbeat.diagnose());
     spdlog::default_logger()->flush();
     world.abort(kExitCommunicationFailure, /*links_may_be_down=*/true);
     throw;
