@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "tests/pattern_shards.h"
+#include "tests/rank_beat.h"
 #include "tests/run_results.h"
 #include "tests/test_helpers.h"
 #include "trainer/io/checkpoint.h"
@@ -90,18 +91,7 @@ struct Background {
   }
 };
 
-struct RankBeat {
-  pid_t pid = 0;
-  long long step = -2;
-};
-
-// What trainer/faults/heartbeat.cpp writes: host, pid, step, counter.
-RankBeat read_beat(const fs::path& run_dir, int rank) {
-  RankBeat beat;
-  std::string host;
-  std::ifstream(run_dir / "ranks" / ("rank" + std::to_string(rank))) >> host >> beat.pid >> beat.step;
-  return beat;
-}
+using tests::read_beat;
 
 // Waits until every rank has finished `step`; false on timeout.
 bool wait_for_step(const fs::path& run_dir, int ranks, long long step, std::chrono::seconds timeout) {

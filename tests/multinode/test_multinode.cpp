@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "tests/pattern_shards.h"
+#include "tests/rank_beat.h"
 #include "tests/run_results.h"
 #include "tests/test_helpers.h"
 
@@ -93,17 +94,8 @@ int run(const std::string& command) {
   return job.wait_until(Clock::now() + std::chrono::minutes(3));
 }
 
-struct Beat {
-  long pid = 0;
-  long long step = -2;
-};
-// What trainer/faults/heartbeat.cpp writes to ranks/rank<r>: host, pid, step, counter.
-Beat read_beat(const fs::path& run, int rank) {
-  Beat beat;
-  std::string host;
-  std::ifstream(run / "ranks" / ("rank" + std::to_string(rank))) >> host >> beat.pid >> beat.step;
-  return beat;
-}
+using Beat = tests::RankBeat;
+using tests::read_beat;
 
 bool process_gone(long pid) {
   if (kill(static_cast<pid_t>(pid), 0) != 0) return true;
