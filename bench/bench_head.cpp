@@ -3,11 +3,14 @@
 // a busy machine slows all alike:
 // - autograd of the plain ops on whole logits (what the head was before
 //   models/chunked_head.h, and what its tests compare with);
-// - the chunked head (models/chunked_head.h);
+// - the chunked head (models/chunked_head.h) with its element-wise work in
+//   LibTorch ops (models/softcap_cross_entropy.h, `model.kernels: reference`);
+// - the chunked head with the one-pass CPU loop
+//   (models/softcap_cross_entropy_cpu.h, `fused`; LibTorch's ops on CUDA);
 // - the chunked head's three matrix products alone: what is left when the
-//   element-wise work (models/softcap_cross_entropy.h) costs nothing.
+//   element-wise work costs nothing.
 //
-//   bench_head [--config FILE] [--set key=value ...] [--repeats 5]
+//   bench_head [--config FILE] [--set key=value ...] [--repeats 5] [--chunk-tokens N]
 //
 // Prints the median ms of each and its ratio to the first.
 #include <CLI/CLI.hpp>
@@ -38,9 +41,12 @@ int main(int argc, char** argv) {
   CLI::App app{"Language-model head benchmark"};
   std::vector<std::string> files, overrides;
   int repeats = 5;
+  int64_t chunk_tokens = 0;
   app.add_option("-c,--config", files, "YAML config (model, train.micro_batch and run.device used)");
   app.add_option("--set", overrides, "override a key");
   app.add_option("--repeats", repeats, "timed passes of each variant (after one warm-up)")->check(CLI::PositiveNumber);
+  app.add_option("--chunk-tokens", chunk_tokens, "tokens per chunk (default: 2^26 logits, as GPTImpl::loss)")
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
   const Config config = load_config(files, overrides);
@@ -49,7 +55,7 @@ int main(int argc, char** argv) {
   const int64_t N = config.train.micro_batch * config.model.seq_len, D = config.model.dim;
   const int64_t V = padded_vocab(config.model);
   const double cap = config.model.logit_softcap;
-  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 26) / V);  // as GPTImpl::loss
+  const int64_t chunk = chunk_tokens > 0 ? chunk_tokens : std::max<int64_t>(1, (int64_t{1} << 26) / V);
   const auto dtype = device.is_cuda() ? torch::kBFloat16 : torch::kFloat;
   torch::manual_seed(0);
   auto opts = torch::TensorOptions().device(device);
@@ -73,7 +79,12 @@ int main(int argc, char** argv) {
          torch::nn::functional::cross_entropy(logits, targets).backward();
        },
        {}},
-      {"chunked head", [&] { chunked_head_loss(hidden, weight, targets, cap, chunk).backward(); }, {}},
+      {"chunked head, LibTorch ops",
+       [&] { chunked_head_loss(hidden, weight, targets, cap, chunk, /*fused=*/false).backward(); },
+       {}},
+      {"chunked head, fused",
+       [&] { chunked_head_loss(hidden, weight, targets, cap, chunk, /*fused=*/true).backward(); },
+       {}},
       {"its matrix products alone",
        [&] {
          torch::NoGradGuard no_grad;
@@ -107,6 +118,6 @@ int main(int argc, char** argv) {
   }
   const double first = median(variants[0].ms);
   for (const auto& v : variants)
-    std::printf("%-28s median %8.1f ms  %.2fx faster than the plain ops\n", v.name, median(v.ms), first / median(v.ms));
+    std::printf("%-30s median %8.1f ms  %.2fx faster than the plain ops\n", v.name, median(v.ms), first / median(v.ms));
   return 0;
 }

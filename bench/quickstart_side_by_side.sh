@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The quickstart on two muonrun binaries, interleaved (old, new, old, new, ...)
 # so that a busy machine slows both alike: step_avg, peak RSS and the val
-# losses of each run, then the ratio of the medians.
+# losses of each run, then the ratio of the medians and the median of each
+# round's ratio.
 #
 #   bench/quickstart_side_by_side.sh OLD_MUONRUN NEW_MUONRUN [ROUNDS=2] [STEPS=120]
 #
@@ -35,3 +36,8 @@ done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 mo=$(echo "${avg[old]}" | median) mn=$(echo "${avg[new]}" | median)
 printf 'median step_avg: old %s ms, new %s ms: new is %.2fx faster\n' "$mo" "$mn" "$(echo "$mo / $mn" | bc -l)"
+# Each round's old/new ratio: the two runs of a round are next to each other
+# in time, so a slow spell of the machine moves both.
+ratios=$(paste <(echo "${avg[old]}" | tr ' ' '\n' | grep .) <(echo "${avg[new]}" | tr ' ' '\n' | grep .) |
+  awk '{printf "%.3f ", $1 / $2}')
+printf 'per-round ratios: %s(median %.2fx)\n' "$ratios" "$(echo "$ratios" | median)"

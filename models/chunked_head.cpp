@@ -3,6 +3,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "models/softcap_cross_entropy.h"
+#include "models/softcap_cross_entropy_cpu.h"
 
 namespace muonrun {
 namespace {
@@ -10,15 +11,17 @@ namespace {
 struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
                                const torch::Tensor& weight, const torch::Tensor& targets, double softcap,
-                               int64_t chunk_tokens, bool gradients) {
+                               int64_t chunk_tokens, bool fused, bool gradients) {
     const int64_t N = hidden.size(0);
     const bool fp32 = hidden.scalar_type() == torch::kFloat;
     auto w = weight.to(hidden.scalar_type());
     auto total = torch::zeros({}, hidden.options().dtype(torch::kFloat));
-    // Two fp32 buffers serve every chunk: the logits, which become the chunk's
-    // gradient, and the soft-max's scratch.
+    // One fp32 buffer serves every chunk: the logits, which become the
+    // chunk's gradient (and LibTorch's ops need a scratch buffer as large).
     auto logits_buffer = torch::empty({std::min(chunk_tokens, N), w.size(0)}, hidden.options().dtype(torch::kFloat));
-    auto scratch = torch::empty_like(logits_buffer);
+    const bool one_pass = fused && hidden.is_cpu();
+    torch::Tensor scratch;
+    if (!one_pass) scratch = torch::empty_like(logits_buffer);
     torch::Tensor grad_hidden, grad_weight;
     if (gradients) {
       grad_hidden = torch::empty_like(hidden);
@@ -30,7 +33,9 @@ struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
       auto logits = logits_buffer.narrow(0, 0, n);
       if (fp32) at::mm_out(logits, h, w.t());
       else logits.copy_(torch::mm(h, w.t()));  // bf16 product, fp32 soft-cap and softmax
-      total += softcap_cross_entropy_(logits, targets.narrow(0, start, n), softcap, gradients, scratch);
+      const auto y = targets.narrow(0, start, n);
+      total += one_pass ? softcap_cross_entropy_cpu_(logits, y, softcap, gradients)
+                        : softcap_cross_entropy_(logits, y, softcap, gradients, scratch);
       if (!gradients) continue;
       auto g = logits.to(h.scalar_type());  // no copy in fp32
       auto grad_h = grad_hidden.narrow(0, start, n);
@@ -49,21 +54,21 @@ struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
     const double scale = 1.0 / static_cast<double>(ctx->saved_data["N"].toInt());
     auto g = grad_outputs[0] * scale;  // a scalar
     return {saved[0] * g.to(saved[0].scalar_type()), saved[1] * g, torch::Tensor(), torch::Tensor(),
-            torch::Tensor(), torch::Tensor()};
+            torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
 }  // namespace
 
 torch::Tensor chunked_head_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
-                                const torch::Tensor& targets, double softcap, int64_t chunk_tokens) {
+                                const torch::Tensor& targets, double softcap, int64_t chunk_tokens, bool fused) {
   TORCH_CHECK(hidden.dim() == 2 && targets.dim() == 1 && hidden.size(0) == targets.size(0),
               "chunked_head_loss: hidden [N, D] and targets [N]");
   TORCH_CHECK(chunk_tokens > 0, "chunked_head_loss: chunk_tokens must be positive");
   // Inside forward grad mode is off, so whether gradients are wanted is
   // decided here: not under NoGradGuard (evaluation), whatever the weight says.
   const bool gradients = torch::GradMode::is_enabled() && (hidden.requires_grad() || weight.requires_grad());
-  return ChunkedHead::apply(hidden, weight, targets, softcap, chunk_tokens, gradients);
+  return ChunkedHead::apply(hidden, weight, targets, softcap, chunk_tokens, fused, gradients);
 }
 
 }  // namespace muonrun

@@ -227,7 +227,7 @@ torch::Tensor GPTImpl::loss(const torch::Tensor& idx, const torch::Tensor& targe
   const int64_t chunk_tokens = std::max<int64_t>(1, (int64_t{1} << 26) / vocab);
   auto h = hidden_states(idx);
   return chunked_head_loss(h.reshape({-1, h.size(-1)}), lm_head->weight, targets.reshape({-1}),
-                           config.logit_softcap, chunk_tokens);
+                           config.logit_softcap, chunk_tokens, elementwise_ops(idx.device()).fused);
 }
 
 }  // namespace muonrun

@@ -6,12 +6,13 @@
 // head (models/chunked_head.h): the chunk's logits come from one matrix
 // product, and its gradient goes into two more.
 //
-// On a chunk of the GPT-2 vocabulary this element-wise work costs more than
-// the three matrix products on a CPU, so it is written for few passes: one
-// tanh and one exp per logit (softmax reuses the exponentials of the
-// log-sum-exp; at::logsumexp alone costs five times an exp on the CPU), in
-// place or into a reused buffer, so no pass allocates (and page-faults) a
-// fresh chunk-sized tensor.
+// This version is made of LibTorch ops, so it runs on any device: it is the
+// CUDA path and the `model.kernels: reference` path, and the reference the
+// CPU's one-pass loop (models/softcap_cross_entropy_cpu.h) is tested
+// against. It is written for few passes: one tanh and one exp per logit
+// (softmax reuses the exponentials of the log-sum-exp; at::logsumexp alone
+// costs five times an exp on the CPU), in place or into a reused buffer, so
+// no pass allocates (and page-faults) a fresh chunk-sized tensor.
 #pragma once
 
 #include <torch/torch.h>

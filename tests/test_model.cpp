@@ -140,29 +140,33 @@ TEST(Model, CausalAttentionMatchesFloat64Reference) {
 
 // The chunked head against the composite LibTorch ops it replaces (linear,
 // soft-cap, cross-entropy on whole logits), forward and backward, for chunk
-// sizes that do and do not divide the tokens, with and without the cap, and
-// for a vocabulary of the GPT-2 order (the soft-max over 20,000 logits a row).
+// sizes that do and do not divide the tokens, with and without the cap, for
+// a vocabulary of the GPT-2 order (the soft-max over 20,000 logits a row),
+// with either version of its element-wise work (the CPU loop and LibTorch's ops).
 TEST(ChunkedHead, MatchesTheCompositeOpsForwardAndBackward) {
   torch::manual_seed(7);
   const int64_t N = 37, D = 24;
-  for (int64_t V : {int64_t{101}, int64_t{20000}}) {
-    for (double cap : {30.0, 0.0, 2.0}) {
-      for (int64_t chunk : {int64_t{1}, int64_t{8}, int64_t{37}, int64_t{100}}) {
-        if (V > 1000 && chunk == 1) continue;  // 37 chunks of one token add nothing at this size
-        auto h = (torch::randn({N, D}) * 3).requires_grad_();
-        auto w = torch::randn({V, D}).requires_grad_();
-        auto y = torch::randint(V, {N}, torch::kLong);
-        auto h_ref = h.detach().clone().requires_grad_(), w_ref = w.detach().clone().requires_grad_();
-        auto logits = torch::nn::functional::linear(h_ref, w_ref);
-        if (cap > 0) logits = cap * torch::tanh(logits / cap);
-        auto expected = torch::nn::functional::cross_entropy(logits, y);
-        (expected * 1.7).backward();
-        auto loss = chunked_head_loss(h, w, y, cap, chunk);
-        (loss * 1.7).backward();
-        const auto where = ::testing::Message() << "V " << V << " cap " << cap << " chunk " << chunk;
-        EXPECT_NEAR(loss.item<double>(), expected.item<double>(), 1e-5 * expected.item<double>()) << where;
-        EXPECT_TRUE(torch::allclose(h.grad(), h_ref.grad(), 1e-5, 1e-6)) << where;
-        EXPECT_TRUE(torch::allclose(w.grad(), w_ref.grad(), 1e-5, 1e-6)) << where;
+  for (bool fused : {true, false}) {
+    for (int64_t V : {int64_t{101}, int64_t{20000}}) {
+      for (double cap : {30.0, 0.0, 2.0}) {
+        for (int64_t chunk : {int64_t{1}, int64_t{8}, int64_t{37}, int64_t{100}}) {
+          if (V > 1000 && chunk == 1) continue;  // 37 chunks of one token add nothing at this size
+          auto h = (torch::randn({N, D}) * 3).requires_grad_();
+          auto w = torch::randn({V, D}).requires_grad_();
+          auto y = torch::randint(V, {N}, torch::kLong);
+          auto h_ref = h.detach().clone().requires_grad_(), w_ref = w.detach().clone().requires_grad_();
+          auto logits = torch::nn::functional::linear(h_ref, w_ref);
+          if (cap > 0) logits = cap * torch::tanh(logits / cap);
+          auto expected = torch::nn::functional::cross_entropy(logits, y);
+          (expected * 1.7).backward();
+          auto loss = chunked_head_loss(h, w, y, cap, chunk, fused);
+          (loss * 1.7).backward();
+          const auto where = ::testing::Message() << "fused " << fused << " V " << V << " cap " << cap
+                                                  << " chunk " << chunk;
+          EXPECT_NEAR(loss.item<double>(), expected.item<double>(), 1e-5 * expected.item<double>()) << where;
+          EXPECT_TRUE(torch::allclose(h.grad(), h_ref.grad(), 1e-5, 1e-6)) << where;
+          EXPECT_TRUE(torch::allclose(w.grad(), w_ref.grad(), 1e-5, 1e-6)) << where;
+        }
       }
     }
   }
@@ -172,9 +176,9 @@ TEST(ChunkedHead, WithoutGradModeOnlyTheLossIsComputed) {
   torch::manual_seed(8);
   auto h = torch::randn({10, 4}), w = torch::randn({7, 4}).requires_grad_();
   auto y = torch::randint(7, {10}, torch::kLong);
-  auto with_grad = chunked_head_loss(h, w, y, 30, 3);
+  auto with_grad = chunked_head_loss(h, w, y, 30, 3, /*fused=*/true);
   torch::NoGradGuard no_grad;
-  auto without = chunked_head_loss(h, w, y, 30, 3);
+  auto without = chunked_head_loss(h, w, y, 30, 3, /*fused=*/true);
   EXPECT_FALSE(without.requires_grad());
   EXPECT_FLOAT_EQ(without.item<float>(), with_grad.item<float>());
 }
