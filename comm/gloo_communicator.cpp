@@ -49,13 +49,13 @@ bool interface_address(const std::string& name, bool& loopback) {
   return found;
 }
 
+}  // namespace
+
 // Without GLOO_SOCKET_IFNAME, Gloo binds to what the host name resolves to,
 // and to 127.0.0.1 when it resolves to nothing usable. On many machines
 // (Debian and Ubuntu put "127.0.1.1 <hostname>" in /etc/hosts) that is
 // loopback: the other hosts could never connect, and the job would fail
 // after minutes with a socket timeout. Refuse at once instead.
-}  // namespace
-
 void check_gloo_interface(bool spans_hosts) {
   const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
   const std::string hint = "; set GLOO_SOCKET_IFNAME to the interface that reaches the other hosts (this host has " +
@@ -86,8 +86,7 @@ void check_gloo_interface(bool spans_hosts) {
 }
 
 std::unique_ptr<Communicator> make_gloo_communicator(c10::intrusive_ptr<c10d::Store> store, int rank, int size,
-                                                     bool spans_hosts, std::chrono::milliseconds timeout) {
-  check_gloo_interface(spans_hosts);
+                                                     std::chrono::milliseconds timeout) {
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
   const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
   options->devices.push_back(ifname && *ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)

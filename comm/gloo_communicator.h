@@ -21,7 +21,9 @@ namespace muonrun {
 // rendezvous, so that no rank waits for one that is refused.
 void check_gloo_interface(bool spans_hosts);
 
+// The Gloo communicator over `store`, on the interface check_gloo_interface
+// has accepted.
 std::unique_ptr<Communicator> make_gloo_communicator(c10::intrusive_ptr<c10d::Store> store, int rank, int size,
-                                                     bool spans_hosts, std::chrono::milliseconds timeout);
+                                                     std::chrono::milliseconds timeout);
 
 }  // namespace muonrun

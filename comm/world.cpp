@@ -196,7 +196,7 @@ World::World(const LaunchInfo& launch, const torch::Device& device, std::chrono:
     comm_ = std::make_unique<MpiCommunicator>(timeout);
   } else {
 #ifdef MUONRUN_WITH_GLOO
-    comm_ = make_gloo_communicator(store, launch.rank, launch.size, launch.local_size < launch.size, timeout);
+    comm_ = make_gloo_communicator(store, launch.rank, launch.size, timeout);
 #else
     throw std::runtime_error(std::string("CPU training under ") + launcher_name(launch.launcher) +
                              " needs Gloo, and muonrun was built without its headers: launch with mpirun");
