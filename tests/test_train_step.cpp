@@ -51,64 +51,70 @@ struct Trace {
   std::map<std::string, torch::Tensor> weights, state;
 };
 
-void finish(Trace& trace, GPT& model, Optimizer& optimizer) {
-  for (const auto& p : model->named_parameters()) trace.weights[p.key()] = p.value().detach().clone();
-  for (const auto& [name, t] : optimizer.state()) trace.state[name] = t.clone();
-}
+// What a run of either order is made of, built as the trainer builds it.
+struct Run {
+  explicit Run(const Config& config)
+      : plan(plan_batches(config, 1)),
+        model(make_model(config, device)),
+        optimizer(*model, config, nullptr),
+        data(config.data.train, plan.micro_batch, plan.seq_len, 0, 1, config.model.vocab_size),
+        detector(config.train.spike_zscore, config.train.spike_window) {}
+
+  // The trace with the final weights and optimizer state.
+  Trace finish() {
+    for (const auto& p : model->named_parameters()) trace.weights[p.key()] = p.value().detach().clone();
+    for (const auto& [name, t] : optimizer.state()) trace.state[name] = t.clone();
+    return trace;
+  }
+
+  const torch::Device device{torch::kCPU};
+  const BatchPlan plan;
+  GPT model;
+  Optimizer optimizer;
+  DataLoader data;
+  DivergenceDetector detector;
+  Trace trace;
+};
 
 // training_step as the trainer calls it.
 Trace with_training_step(const Config& config, int64_t nan_step, int64_t spike_step, bool* on_device) {
-  const torch::Device device(torch::kCPU);
-  const BatchPlan plan = plan_batches(config, 1);
-  GPT model = make_model(config, device);
-  Optimizer optimizer(*model, config, nullptr);
-  *on_device = optimizer.skips_on_device();
-  DataLoader data(config.data.train, plan.micro_batch, plan.seq_len, 0, 1, config.model.vocab_size);
-  DivergenceDetector detector(config.train.spike_zscore, config.train.spike_window);
-  StepParts parts{model, optimizer, data, nullptr, device, plan};
-  Trace trace;
+  Run run(config);
+  *on_device = run.optimizer.skips_on_device();
+  StepParts parts{run.model, run.optimizer, run.data, nullptr, run.device, run.plan};
   for (int64_t step = 0; step < config.train.steps; ++step) {
     StepHooks hooks;
     hooks.change_loss = [&](int64_t, torch::Tensor loss) { return perturb(step, nan_step, spike_step, loss); };
-    hooks.check = [&](double loss, bool finite) { return detector.check(loss, finite); };
-    hooks.spike_limit = [&] { return detector.spike_limit(); };
+    hooks.check = [&](double loss, bool finite) { return run.detector.check(loss, finite); };
+    hooks.spike_limit = [&] { return run.detector.spike_limit(); };
     const StepResult result = training_step(parts, step, hooks);
-    trace.losses.push_back(result.loss);
-    trace.troubles.push_back(result.trouble);
+    run.trace.losses.push_back(result.loss);
+    run.trace.troubles.push_back(result.trouble);
   }
-  finish(trace, model, optimizer);
-  return trace;
+  return run.finish();
 }
 
 // The order before: everything read on the host, then the update or nothing.
 Trace host_first(const Config& config, int64_t nan_step, int64_t spike_step) {
-  const torch::Device device(torch::kCPU);
-  const BatchPlan plan = plan_batches(config, 1);
-  GPT model = make_model(config, device);
-  Optimizer optimizer(*model, config, nullptr);
-  DataLoader data(config.data.train, plan.micro_batch, plan.seq_len, 0, 1, config.model.vocab_size);
-  DivergenceDetector detector(config.train.spike_zscore, config.train.spike_window);
-  Trace trace;
+  Run run(config);
   for (int64_t step = 0; step < config.train.steps; ++step) {
     auto loss_sum = torch::zeros({});
-    for (int64_t micro = 0; micro < plan.accumulation; ++micro) {
-      auto [x, y] = next_batch(data, plan.micro_batch, plan.seq_len, device);
-      auto loss = perturb(step, nan_step, spike_step, model->loss(x, y));
-      (loss / static_cast<double>(plan.accumulation)).backward();
+    for (int64_t micro = 0; micro < run.plan.accumulation; ++micro) {
+      auto [x, y] = next_batch(run.data, run.plan.micro_batch, run.plan.seq_len, run.device);
+      auto loss = perturb(step, nan_step, spike_step, run.model->loss(x, y));
+      (loss / static_cast<double>(run.plan.accumulation)).backward();
       loss_sum += loss.detach();
     }
-    const double loss = (loss_sum / static_cast<double>(plan.accumulation)).item<float>();
+    const double loss = (loss_sum / static_cast<double>(run.plan.accumulation)).item<float>();
     bool finite = true;
-    for (const auto& p : model->parameters())
+    for (const auto& p : run.model->parameters())
       if (p.grad().defined()) finite = finite && torch::isfinite(p.grad()).all().item<bool>();
-    const std::string trouble = detector.check(loss, finite);
-    if (trouble.empty()) optimizer.step(step);
-    optimizer.zero_grad();
-    trace.losses.push_back(loss);
-    trace.troubles.push_back(trouble);
+    const std::string trouble = run.detector.check(loss, finite);
+    if (trouble.empty()) run.optimizer.step(step);
+    run.optimizer.zero_grad();
+    run.trace.losses.push_back(loss);
+    run.trace.troubles.push_back(trouble);
   }
-  finish(trace, model, optimizer);
-  return trace;
+  return run.finish();
 }
 
 void expect_same(const Trace& a, const Trace& b) {
