@@ -46,7 +46,7 @@ MUONRUN_SIMD_INLINE void row(const Chunk& c, int64_t r, float* e) {
   }
   if (rest) {
     const f32x16 t = soft_cap(c, simd::load_first(l + full, rest, 0.0f));
-    simd::store_first(l + full, t, rest);
+    if (capped) simd::store_first(l + full, t, rest);
     t_max = simd::max(t_max, simd::keep_first(t, rest, -INFINITY));
   }
   const float shift = scale * simd::max_lane(t_max);

@@ -133,17 +133,19 @@ StepResult training_step(StepParts& parts, int64_t step, const StepHooks& hooks)
     const auto host = (skip.defined() ? torch::cat({agreed, skip.to(torch::kFloat).reshape({1})}) : agreed)
                           .to(torch::kCPU);
     result = judge(host, hooks);
-    if (skip.defined() && (host[3].item<float>() != 0) == result.trouble.empty())
-      throw std::logic_error(fmt::format("training_step: at step {} the device {} the update but the check said '{}'",
-                                         step, host[3].item<float>() != 0 ? "skipped" : "applied",
-                                         result.trouble));
+    if (skip.defined()) {
+      const bool skipped = host[3].item<float>() != 0;
+      if (skipped == result.trouble.empty())
+        throw std::logic_error(fmt::format("training_step: at step {} the device {} the update but the check said '{}'",
+                                           step, skipped ? "skipped" : "applied", result.trouble));
+    }
   } else {
     result = judge(agreed.to(torch::kCPU), hooks);
     if (result.trouble.empty()) optimizer.step(step, result.loss);  // Momo needs the loss
     else optimizer.discard_step();
   }
   // A graph adds into the gradients it captured: they are zeroed, not dropped.
-  parts.optimizer.zero_grad(/*set_to_none=*/parts.graph == nullptr);
+  optimizer.zero_grad(/*set_to_none=*/parts.graph == nullptr);
   return result;
 }
 
