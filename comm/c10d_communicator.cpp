@@ -56,13 +56,21 @@ std::unique_ptr<Work> C10dCommunicator::run(const char* what, Start&& start, tor
 }
 
 std::unique_ptr<Work> C10dCommunicator::all_reduce_mean(torch::Tensor tensor) {
-  check_contiguous(tensor, device_, "all_reduce_mean");
+  return all_reduce(std::move(tensor), /*mean=*/true);
+}
+
+std::unique_ptr<Work> C10dCommunicator::all_reduce_sum(torch::Tensor tensor) {
+  return all_reduce(std::move(tensor), /*mean=*/false);
+}
+
+std::unique_ptr<Work> C10dCommunicator::all_reduce(torch::Tensor tensor, bool mean) {
+  check_contiguous(tensor, device_, mean ? "all_reduce_mean" : "all_reduce_sum");
   c10d::AllreduceOptions options;
-  options.reduceOp = mean_op();
+  options.reduceOp = mean ? mean_op() : c10d::ReduceOp(c10d::ReduceOp::SUM);
   return run("all-reduce", [&] {
     std::vector<torch::Tensor> tensors{tensor};
     return backend_->allreduce(tensors, options);
-  }, tensor);
+  }, mean ? tensor : torch::Tensor());
 }
 
 std::unique_ptr<Work> C10dCommunicator::reduce_scatter_mean(torch::Tensor input, torch::Tensor output) {

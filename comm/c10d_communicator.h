@@ -31,13 +31,17 @@ class C10dCommunicator : public Communicator {
   torch::Device device() const override { return device_; }
 
   std::unique_ptr<Work> all_reduce_mean(torch::Tensor tensor) override;
+  std::unique_ptr<Work> all_reduce_sum(torch::Tensor tensor) override;
   std::unique_ptr<Work> reduce_scatter_mean(torch::Tensor input, torch::Tensor output) override;
   std::unique_ptr<Work> all_gather(torch::Tensor input, torch::Tensor output) override;
   std::unique_ptr<Work> broadcast(torch::Tensor tensor, int root) override;
   void barrier() override;
+  void shutdown() override { backend_->shutdown(); }
 
  private:
   c10d::ReduceOp mean_op() const;
+  // A sum, or (`mean`) a mean: AVG where the backend has it, else a sum divided by size().
+  std::unique_ptr<Work> all_reduce(torch::Tensor tensor, bool mean);
   // Starts a collective, turning c10d's exceptions into CommunicationError;
   // `result` (when defined) is divided by size() after a summing collective.
   template <class Start>

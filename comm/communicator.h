@@ -43,6 +43,11 @@ class Communicator {
 
   // In place: every rank ends with the element-wise mean over ranks.
   virtual std::unique_ptr<Work> all_reduce_mean(torch::Tensor tensor) = 0;
+  // In place: every rank ends with the element-wise sum over ranks. Counts
+  // and flags that decide something are summed, never averaged: NCCL's AVG
+  // multiplies each rank's value by float(1/n) before summing, so the mean of
+  // n ones is not 1 at n = 12, 24 or 48 (0.99999958 at 48).
+  virtual std::unique_ptr<Work> all_reduce_sum(torch::Tensor tensor) = 0;
   // `input` holds size() equal chunks; rank r receives the mean over ranks of
   // chunk r in `output` (numel = input.numel() / size()).
   virtual std::unique_ptr<Work> reduce_scatter_mean(torch::Tensor input, torch::Tensor output) = 0;
@@ -51,6 +56,10 @@ class Communicator {
   // In place: every rank ends with `root`'s tensor.
   virtual std::unique_ptr<Work> broadcast(torch::Tensor tensor, int root) = 0;
   virtual void barrier() = 0;
+  // The normal end of the job: lets the backend finish and release its
+  // resources (for NCCL, c10d's destroy_process_group), where destruction
+  // alone would abort it. Called on every rank after its last collective.
+  virtual void shutdown() {}
 
   // The device tensors passed to this communicator must live on.
   virtual torch::Device device() const = 0;

@@ -105,13 +105,22 @@ MpiCommunicator::MpiCommunicator(std::chrono::milliseconds timeout) : timeout_(t
 }
 
 std::unique_ptr<Work> MpiCommunicator::all_reduce_mean(torch::Tensor tensor) {
+  return all_reduce(std::move(tensor), /*mean=*/true);
+}
+
+std::unique_ptr<Work> MpiCommunicator::all_reduce_sum(torch::Tensor tensor) {
+  return all_reduce(std::move(tensor), /*mean=*/false);
+}
+
+std::unique_ptr<Work> MpiCommunicator::all_reduce(torch::Tensor tensor, bool mean) {
   MPI_Request request;
   check(MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), mpi_count(tensor), mpi_type(tensor), MPI_SUM,
                        MPI_COMM_WORLD, &request),
         "all-reduce");
   const int world = size_;
-  return std::make_unique<MpiWork>(request, "all-reduce", rank_, timeout_,
-                                   [tensor, world]() mutable { tensor.div_(world); },
+  std::function<void()> finish;
+  if (mean) finish = [tensor, world]() mutable { tensor.div_(world); };
+  return std::make_unique<MpiWork>(request, "all-reduce", rank_, timeout_, std::move(finish),
                                    std::vector<torch::Tensor>{tensor});
 }
 

@@ -23,12 +23,16 @@ class MpiCommunicator : public Communicator {
   torch::Device device() const override { return torch::kCPU; }
 
   std::unique_ptr<Work> all_reduce_mean(torch::Tensor tensor) override;
+  std::unique_ptr<Work> all_reduce_sum(torch::Tensor tensor) override;
   std::unique_ptr<Work> reduce_scatter_mean(torch::Tensor input, torch::Tensor output) override;
   std::unique_ptr<Work> all_gather(torch::Tensor input, torch::Tensor output) override;
   std::unique_ptr<Work> broadcast(torch::Tensor tensor, int root) override;
   void barrier() override;
 
  private:
+  // MPI_SUM, then (`mean`) a division by the world size once it completes.
+  std::unique_ptr<Work> all_reduce(torch::Tensor tensor, bool mean);
+
   int rank_ = 0, size_ = 1;
   std::chrono::milliseconds timeout_;
 };

@@ -7,9 +7,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <array>
 #include <csignal>
+#include <exception>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
@@ -205,6 +208,17 @@ World::World(const LaunchInfo& launch, const torch::Device& device, std::chrono:
 }
 
 World::~World() {
+  // On the normal way out every rank has finished its collectives: shut the
+  // communicator down cleanly (c10d's destroy_process_group). While an
+  // exception unwinds, peers may be gone or work outstanding, and dropping
+  // it aborts instead (for NCCL, ProcessGroupNCCL's destructor).
+  if (comm_ && std::uncaught_exceptions() == 0) {
+    try {
+      comm_->shutdown();
+    } catch (const std::exception& e) {
+      spdlog::warn("rank {}: shutting the {} communicator down: {}", rank(), comm_->name(), e.what());
+    }
+  }
   comm_.reset();
   if (mpi_initialised_) MPI_Finalize();
 }

@@ -21,6 +21,8 @@ class World {
   // Connects to the other ranks of `launch`; `device` is this rank's device.
   // A single process gets no communicator.
   World(const LaunchInfo& launch, const torch::Device& device, std::chrono::milliseconds timeout);
+  // Shuts the communicator down cleanly when leaving normally; while an
+  // exception unwinds, drops (aborts) it instead.
   ~World();
   World(const World&) = delete;
   World& operator=(const World&) = delete;

@@ -102,8 +102,8 @@ void StepContext::finish_sharing() {
 std::vector<double> StepContext::sum_over_owners(const std::vector<double>& partial) {
   if (!plan_.ownership) return partial;
   auto sums = torch::tensor(partial, torch::kDouble).to(comm_->device());
-  comm_->all_reduce_mean(sums)->wait();
-  sums = sums.to(torch::kCPU) * comm_->size();
+  comm_->all_reduce_sum(sums)->wait();
+  sums = sums.to(torch::kCPU);
   return {sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel()};
 }
 

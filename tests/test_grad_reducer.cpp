@@ -24,6 +24,7 @@ class LoopbackCommunicator : public Communicator {
   std::string name() const override { return "loopback"; }
   torch::Device device() const override { return torch::kCPU; }
   std::unique_ptr<Work> all_reduce_mean(torch::Tensor) override { return done(); }
+  std::unique_ptr<Work> all_reduce_sum(torch::Tensor) override { return done(); }
   std::unique_ptr<Work> reduce_scatter_mean(torch::Tensor input, torch::Tensor output) override {
     output.copy_(input.view({-1}));
     return done();

@@ -11,6 +11,7 @@
 #include "trainer/config/config.h"
 #include "trainer/data/shard.h"
 #include "trainer/base/json.h"
+#include "trainer/run/device.h"
 #include "trainer/run/train.h"
 #include "tests/pattern_shards.h"
 #include "tests/run_results.h"
@@ -146,3 +147,33 @@ TEST(Train, CudaGraphsOnTheCpuAreRefusedByName) {
   }
   EXPECT_FALSE(fs::exists(dir / "run" / "metrics.jsonl"));
 }
+
+// A rank's GPU: its local rank among the visible ones, or the only one when
+// a scheduler shows each task just its own (Slurm's --gpus-per-task=1).
+TEST(Device, LocalRankPicksItsGpuOrTheOnlyOneBoundToIt) {
+  EXPECT_EQ(gpu_for_local_rank(0, 8), 0);
+  EXPECT_EQ(gpu_for_local_rank(7, 8), 7);
+  EXPECT_EQ(gpu_for_local_rank(5, 1), 0);  // one GPU per task: it is device 0
+  try {
+    gpu_for_local_rank(3, 2);
+    FAIL() << "local rank 3 of 2 visible GPUs was given one";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("only 2 are visible"), std::string::npos) << e.what();
+  }
+}
+
+#ifndef MUONRUN_WITH_CUDA
+// A build without CUDA never trains a GPU config on the host: the key and
+// the binary are named.
+TEST(Device, CpuBuildRefusesRunDeviceCudaByKeyAndBinary) {
+  try {
+    resolve_device(RunDevice::cuda, 0);
+    FAIL() << "run.device=cuda was accepted by a build without CUDA";
+  } catch (const ConfigError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("run.device is cuda"), std::string::npos) << message;
+    EXPECT_NE(message.find(fs::read_symlink("/proc/self/exe").string()), std::string::npos) << message;
+  }
+  EXPECT_EQ(resolve_device(RunDevice::automatic, 0), torch::Device(torch::kCPU));
+}
+#endif

@@ -11,9 +11,11 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "comm/communicator.h"
 #include "tests/pattern_shards.h"
 #include "tests/test_helpers.h"
 #include "trainer/config/config.h"
@@ -76,11 +78,12 @@ struct Run {
   Trace trace;
 };
 
-// training_step as the trainer calls it.
-Trace with_training_step(const Config& config, int64_t nan_step, int64_t spike_step, bool* on_device) {
+// training_step as the trainer calls it (with `comm` as its communicator).
+Trace with_training_step(const Config& config, int64_t nan_step, int64_t spike_step, bool* on_device,
+                         Communicator* comm = nullptr) {
   Run run(config);
   *on_device = run.optimizer.skips_on_device();
-  StepParts parts{run.model, run.optimizer, run.data, nullptr, run.device, run.plan};
+  StepParts parts{run.model, run.optimizer, run.data, comm, run.device, run.plan};
   for (int64_t step = 0; step < config.train.steps; ++step) {
     StepHooks hooks;
     hooks.change_loss = [&](int64_t, torch::Tensor loss) { return perturb(step, nan_step, spike_step, loss); };
@@ -117,11 +120,13 @@ Trace host_first(const Config& config, int64_t nan_step, int64_t spike_step) {
   return run.finish();
 }
 
-void expect_same(const Trace& a, const Trace& b) {
+// Losses equal within `loss_tolerance` (relative; 0: bit for bit), the same
+// steps skipped, and weights and optimizer state bit for bit.
+void expect_same(const Trace& a, const Trace& b, double loss_tolerance = 0) {
   ASSERT_EQ(a.losses.size(), b.losses.size());
   for (size_t i = 0; i < a.losses.size(); ++i) {
     if (std::isnan(b.losses[i])) EXPECT_TRUE(std::isnan(a.losses[i])) << "step " << i;
-    else EXPECT_EQ(a.losses[i], b.losses[i]) << "step " << i;
+    else EXPECT_NEAR(a.losses[i], b.losses[i], loss_tolerance * std::abs(b.losses[i])) << "step " << i;
     EXPECT_EQ(a.troubles[i].empty(), b.troubles[i].empty()) << "step " << i << ": '" << a.troubles[i] << "' vs '"
                                                             << b.troubles[i] << "'";
   }
@@ -130,7 +135,100 @@ void expect_same(const Trace& a, const Trace& b) {
   for (const auto& [name, t] : b.state) EXPECT_TRUE(torch::equal(a.state.at(name), t)) << name;
 }
 
+// n ranks that all hold this process's values, reducing as NCCL does: its
+// AVG multiplies each rank's value by float(1/n) and sums the products in
+// float, in ring order (ncclAvg in NCCL's collectives); SUM adds them. Only
+// the all-reduces of the step's agreement are needed here (the optimizer
+// runs without a communicator: mirrored ranks hold the same gradients).
+class NcclLikeMirror : public Communicator {
+ public:
+  explicit NcclLikeMirror(int n) : n_(n) {}
+  int rank() const override { return 0; }
+  int size() const override { return n_; }
+  std::string name() const override { return "nccl-like mirror"; }
+  torch::Device device() const override { return torch::kCPU; }
+  std::unique_ptr<Work> all_reduce_mean(torch::Tensor t) override {
+    return ring_sum(t, 1.0f / static_cast<float>(n_));
+  }
+  std::unique_ptr<Work> all_reduce_sum(torch::Tensor t) override { return ring_sum(t, 1.0f); }
+  std::unique_ptr<Work> reduce_scatter_mean(torch::Tensor, torch::Tensor) override { throw unused(); }
+  std::unique_ptr<Work> all_gather(torch::Tensor, torch::Tensor) override { throw unused(); }
+  std::unique_ptr<Work> broadcast(torch::Tensor, int) override { throw unused(); }
+  void barrier() override {}
+
+ private:
+  std::unique_ptr<Work> ring_sum(torch::Tensor& t, float factor) const {
+    EXPECT_EQ(t.scalar_type(), torch::kFloat);
+    auto v = t.accessor<float, 1>();
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const float each = v[i] * factor;
+      float sum = 0.0f;
+      for (int r = 0; r < n_; ++r) sum += each;
+      v[i] = sum;
+    }
+    struct Done : Work {
+      void wait() override {}
+    };
+    return std::make_unique<Done>();
+  }
+  static std::logic_error unused() { return std::logic_error("NcclLikeMirror: not used by the step's agreement"); }
+  int n_;
+};
+
 }  // namespace
+
+// The mirror's arithmetic is NCCL's problem: the mean of n ones is not 1.
+TEST(TrainingStep, NcclAverageOfOnesIsNotOneAt12And48Ranks) {
+  for (int n : {12, 48}) {
+    NcclLikeMirror mirror(n);
+    auto ones = torch::ones({1});
+    mirror.all_reduce_mean(ones)->wait();
+    EXPECT_NE(ones.item<float>(), 1.0f) << n << " ranks";
+  }
+}
+
+// At 12, 24 and 48 ranks reducing as NCCL does, a healthy run takes every
+// update (deciding on a float mean of "all finite" flags skipped them all),
+// and a NaN step and a spike are still skipped: the same trace as one
+// process, losses within float rounding of the n-fold sum. Both decision
+// paths: on the device (the recipe) and on the host (an AdamW variant).
+TEST(TrainingStep, NcclRoundingOfMeansDoesNotSkipHealthySteps) {
+  const fs::path dir = tests::scratch_dir("train_step_nccl_like");
+  tests::write_pattern_shards(dir);
+  for (const std::string path : {"train.spike_zscore=3", "optim.adam.bias_correction=false"}) {
+    const Config config = tiny_config(dir, {path, "train.spike_zscore=3", "train.spike_window=8"});
+    bool on_device = false;
+    const Trace one = with_training_step(config, 3, 12, &on_device);
+    for (int n : {12, 24, 48}) {
+      SCOPED_TRACE(path + ", " + std::to_string(n) + " ranks");
+      NcclLikeMirror mirror(n);
+      const Trace many = with_training_step(config, 3, 12, &on_device, &mirror);
+      expect_same(many, one, 1e-6);
+      size_t skipped = 0;
+      for (const auto& t : many.troubles) skipped += !t.empty();
+      EXPECT_EQ(skipped, 2u);
+    }
+  }
+}
+
+// A launcher with one process still makes a communicator, whose gradient
+// hooks a replayed graph would never call: train.cuda_graphs refuses it by
+// name before asking for a device (which the CPU would refuse anyway).
+TEST(TrainingStep, CudaGraphsRefuseACommunicatorByName) {
+  const fs::path dir = tests::scratch_dir("train_step_graph_comm");
+  tests::write_pattern_shards(dir);
+  const Config config = tiny_config(dir, {"train.cuda_graphs=true"});
+  ::Run run(config);
+  NcclLikeMirror one_rank(1);
+  try {
+    make_micro_step_graph(config, &one_rank, run.model, run.device, run.plan);
+    FAIL() << "train.cuda_graphs was accepted with a communicator";
+  } catch (const ConfigError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("train.cuda_graphs"), std::string::npos) << message;
+    EXPECT_NE(message.find("the nccl-like mirror communicator over 1 rank"), std::string::npos) << message;
+  }
+}
 
 // The recipe (Muon + fused AdamW) skips on the device: a NaN at step 3 and a
 // spike at step 12 (z-score 3 over 8 losses) are skipped exactly as the host

@@ -9,10 +9,16 @@
 
 namespace muonrun {
 
-// run.device: "cpu", "cuda" (GPU number local_rank; an error when LibTorch has
-// no CUDA or no GPU is visible) or "auto" (cuda when available, else cpu).
+// run.device: "cpu", "cuda" (the local rank's GPU, gpu_for_local_rank) or
+// "auto" (cuda when available, else cpu). "cuda" in a build without CUDA is a
+// ConfigError naming the key and the binary; with no GPU visible, an error.
 // A GPU it returns is also made the current device.
 torch::Device resolve_device(RunDevice setting, int local_rank);
+
+// The GPU index of a local rank among `visible` GPUs: its own number, or the
+// only one when a scheduler shows each task just its own GPU (Slurm's
+// --gpus-per-task=1). Throws when the rank has no GPU.
+int gpu_for_local_rank(int local_rank, int visible);
 
 // Prepares the host side for training: `threads` intra-op threads (0: the
 // machine's cores divided among `ranks_on_node`), and a malloc that keeps freed

@@ -4,6 +4,8 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 
 namespace muonrun {
@@ -32,6 +34,12 @@ class CudaMicroStepGraph : public MicroStepGraph {
       for (int i = 0; i < warmup; ++i) forward_backward();
       for (auto& p : model_->parameters())
         if (p.grad().defined()) p.mutable_grad().zero_();
+      // As torch.cuda.graph does before capture: the warm-up's work finished,
+      // and its freed activations handed back to the driver, so that they do
+      // not stay cached beside the graph's private memory pool (twice the
+      // activation memory otherwise).
+      c10::cuda::device_synchronize();
+      c10::cuda::CUDACachingAllocator::emptyCache();
       graph_.capture_begin();
       loss_ = forward_backward();
       graph_.capture_end();

@@ -9,10 +9,14 @@
 // - static gradients: they are allocated before capture and the graph adds
 //   into them, so between steps they are zeroed in place, never dropped;
 // - nothing on the host during replay: the data-parallel gradient hooks would
-//   run only once, at capture, so graphs need a single process, and a loss
-//   changed on the host (debug.inject_nan_step) cannot be replayed;
+//   run only once, at capture, so graphs need a single process without a
+//   communicator (not even a launcher's world of one), and a loss changed on
+//   the host (debug.inject_nan_step) cannot be replayed;
 // - warm-up first: LibTorch picks kernels and fills caches (rotary tables)
-//   during a few eager micro-steps, which must not happen inside the capture.
+//   during a few eager micro-steps, which must not happen inside the capture;
+//   then, as torch.cuda.graph does, a device synchronise and an emptied
+//   allocator cache, so the warm-up's activations are not kept beside the
+//   graph's own pool.
 //
 // The graph itself is CUDA-only code (micro_step_graph.cpp, MUONRUN_CUDA);
 // a CPU build refuses train.cuda_graphs (micro_step_graph_unavailable.cpp).

@@ -99,7 +99,7 @@ class Run {
 
   TrainSummary train(const std::optional<std::string>& resume_from) {
     if (resume_from) restore(*resume_from);
-    graph_ = make_micro_step_graph(config_, world_.size(), model_, device_, plan_);  // after the weights are final
+    graph_ = make_micro_step_graph(config_, comm_, model_, device_, plan_);  // after the weights are final
     if (world_.rank() == 0) {
       if (!resume_from) fs::remove(dir_ + "/metrics.jsonl");
       metrics_ = std::make_unique<MetricsFile>(dir_ + "/metrics.jsonl");

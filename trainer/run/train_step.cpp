@@ -35,42 +35,51 @@ GPT make_model(const Config& config, const torch::Device& device) {
   return model;
 }
 
-torch::Tensor mean_over_ranks_on_device(Communicator* comm, const torch::Device& device,
-                                        std::vector<torch::Tensor> scalars, PhaseTimer* timer) {
+torch::Tensor sum_over_ranks_on_device(Communicator* comm, const torch::Device& device,
+                                       std::vector<torch::Tensor> scalars, PhaseTimer* timer) {
   for (auto& s : scalars) s = s.to(device, torch::kFloat);  // NCCL takes device tensors only
   auto values = torch::stack(scalars).detach().reshape({-1}).contiguous();
   if (comm) {
     PhaseScope wait(timer, Phase::CommWait);
-    comm->all_reduce_mean(values)->wait();
+    comm->all_reduce_sum(values)->wait();
   }
   return values;
 }
 
+std::vector<double> sum_over_ranks(Communicator* comm, const torch::Device& device,
+                                   std::vector<torch::Tensor> scalars, PhaseTimer* timer) {
+  const auto values = sum_over_ranks_on_device(comm, device, std::move(scalars), timer).to(torch::kCPU);
+  return std::vector<double>(values.data_ptr<float>(), values.data_ptr<float>() + values.numel());
+}
+
 std::vector<double> mean_over_ranks(Communicator* comm, const torch::Device& device,
                                     std::vector<torch::Tensor> scalars, PhaseTimer* timer) {
-  const auto values = mean_over_ranks_on_device(comm, device, std::move(scalars), timer).to(torch::kCPU);
+  const auto values = sum_over_ranks_on_device(comm, device, std::move(scalars), timer)
+                          .div_(comm ? comm->size() : 1)
+                          .to(torch::kCPU);
   return std::vector<double>(values.data_ptr<float>(), values.data_ptr<float>() + values.numel());
 }
 
 namespace {
 
-// Whether this rank's gradients are all finite, as a device scalar (1 or 0):
-// the sum of their L1 norms (one multi-tensor kernel on CUDA), which is NaN
-// or Inf exactly when some gradient is.
-torch::Tensor gradients_finite(GPT& model, const torch::Device& device) {
+// Whether some gradient of this rank is not finite, as a device scalar (1 or
+// 0): the sum of their L1 norms (one multi-tensor kernel on CUDA) is NaN or
+// Inf exactly when some gradient is.
+torch::Tensor gradients_not_finite(GPT& model, const torch::Device& device) {
   std::vector<torch::Tensor> grads;
   for (const auto& p : model->parameters())
     if (p.grad().defined()) grads.push_back(p.grad());
-  if (grads.empty()) return torch::ones({}, torch::dtype(torch::kFloat).device(device));
+  if (grads.empty()) return torch::zeros({}, torch::dtype(torch::kFloat).device(device));
   const auto total = torch::stack(at::_foreach_norm(grads, 1)).sum().to(torch::kFloat);
-  return torch::isfinite(total).to(torch::kFloat);
+  return torch::isfinite(total).logical_not().to(torch::kFloat);
 }
 
-// The step's outcome from the agreed [loss, all finite, stop] on the host.
+// The step's outcome from the agreed [mean loss, ranks with a non-finite
+// gradient, ranks asked to stop] on the host.
 StepResult judge(const torch::Tensor& agreed, const StepHooks& hooks) {
   const auto a = agreed.accessor<float, 1>();
   const double loss = a[0];
-  return {loss, hooks.check ? hooks.check(loss, a[1] == 1.0f) : std::string(), a[2] > 0};
+  return {loss, hooks.check ? hooks.check(loss, a[1] == 0.0f) : std::string(), a[2] > 0};
 }
 
 }  // namespace
@@ -106,16 +115,18 @@ StepResult training_step(StepParts& parts, int64_t step, const StepHooks& hooks)
     PhaseScope backward(timer, Phase::Backward);
     parts.optimizer.end_backward();
   }
-  // One all-reduce tells every rank the mean loss, whether any rank saw a
-  // non-finite gradient, and whether any rank got a stop signal, so that all
-  // take the same decision. (torch::full, not torch::tensor: a host-to-device
-  // copy would wait for the queue to drain.)
+  // One all-reduce tells every rank the mean loss, how many ranks saw a
+  // non-finite gradient, and how many got a stop signal, so that all take the
+  // same decision. The flags are summed, not averaged: a mean of n ones need
+  // not be exactly 1 (Communicator::all_reduce_sum). (torch::full, not
+  // torch::tensor: a host-to-device copy would wait for the queue to drain.)
   const bool stop = hooks.stop_requested && hooks.stop_requested();
-  const auto agreed = mean_over_ranks_on_device(
+  const auto agreed = sum_over_ranks_on_device(
       parts.comm, parts.device,
-      {loss_sum / static_cast<double>(plan.accumulation), gradients_finite(parts.model, parts.device),
+      {loss_sum / static_cast<double>(plan.accumulation), gradients_not_finite(parts.model, parts.device),
        torch::full({}, stop ? 1.0 : 0.0, torch::dtype(torch::kFloat).device(parts.device))},
       timer);
+  if (parts.comm) agreed.narrow(0, 0, 1).div_(parts.comm->size());  // the loss: sum -> mean
   Optimizer& optimizer = parts.optimizer;
   StepResult result;
   if (optimizer.skips_on_device()) {
@@ -127,7 +138,7 @@ StepResult training_step(StepParts& parts, int64_t step, const StepHooks& hooks)
     if (hooks.check) {
       const auto loss = agreed[0].to(torch::kDouble);
       const double limit = hooks.spike_limit ? hooks.spike_limit() : std::numeric_limits<double>::infinity();
-      skip = agreed[1].ne(1) | torch::isfinite(loss).logical_not() | loss.gt(limit);
+      skip = agreed[1].gt(0) | torch::isfinite(loss).logical_not() | loss.gt(limit);
     }
     optimizer.step(step, std::nullopt, skip);  // these rules take no loss
     const auto host = (skip.defined() ? torch::cat({agreed, skip.to(torch::kFloat).reshape({1})}) : agreed)
@@ -149,14 +160,19 @@ StepResult training_step(StepParts& parts, int64_t step, const StepHooks& hooks)
   return result;
 }
 
-std::unique_ptr<MicroStepGraph> make_micro_step_graph(const Config& config, int world, GPT& model,
+std::unique_ptr<MicroStepGraph> make_micro_step_graph(const Config& config, Communicator* comm, GPT& model,
                                                       const torch::Device& device, const BatchPlan& plan) {
   if (!config.train.cuda_graphs) return nullptr;
+  // Any communicator, even over one rank (a launcher with one process): its
+  // gradient hooks run on the host, which a replayed graph does not call,
+  // and they were registered outside the capture stream, so capture fails.
+  if (comm)
+    throw ConfigError(fmt::format("train.cuda_graphs needs a single process without a launcher, but this run has "
+                                  "the {} communicator over {} rank(s): the gradient all-reduce runs from hooks on "
+                                  "the host, which a replayed graph does not call; start muonrun directly",
+                                  comm->name(), comm->size()));
   if (!device.is_cuda())
     throw ConfigError(fmt::format("train.cuda_graphs needs a CUDA device (run.device is {})", device.str()));
-  if (world != 1)
-    throw ConfigError(fmt::format("train.cuda_graphs needs one process (world size {}): the gradient all-reduce "
-                                  "runs from hooks on the host, which a replayed graph does not call", world));
   if (config.debug.inject_nan_step >= 0)
     throw ConfigError("train.cuda_graphs replays the captured loss: it cannot be combined with debug.inject_nan_step");
   auto tokens = torch::zeros({plan.micro_batch, plan.seq_len}, torch::dtype(torch::kLong).device(device));

@@ -31,12 +31,16 @@ BatchPlan plan_batches(const Config& config, int world);
 // The run's network: seeded with run.seed, on `device`, bf16 compute on CUDA.
 GPT make_model(const Config& config, const torch::Device& device);
 
-// Means over ranks of a few scalars, in one small all-reduce (`comm` null:
+// Sums over ranks of a few scalars, in one small all-reduce (`comm` null:
 // the values themselves), left on `device` as a float vector: nothing waits
-// for them on the host.
-torch::Tensor mean_over_ranks_on_device(Communicator* comm, const torch::Device& device,
-                                        std::vector<torch::Tensor> scalars, PhaseTimer* timer = nullptr);
+// for them on the host. Counts and flags that decide something go through
+// sums, never means (Communicator::all_reduce_sum says why).
+torch::Tensor sum_over_ranks_on_device(Communicator* comm, const torch::Device& device,
+                                       std::vector<torch::Tensor> scalars, PhaseTimer* timer = nullptr);
 // The same, read on the host (one transfer).
+std::vector<double> sum_over_ranks(Communicator* comm, const torch::Device& device,
+                                   std::vector<torch::Tensor> scalars, PhaseTimer* timer = nullptr);
+// The sums divided by the number of ranks: means of measurements (losses).
 std::vector<double> mean_over_ranks(Communicator* comm, const torch::Device& device,
                                     std::vector<torch::Tensor> scalars, PhaseTimer* timer = nullptr);
 
@@ -53,9 +57,10 @@ struct StepParts {
 };
 
 // The captured micro-step of train.cuda_graphs (null when it is off), after
-// checking what graphs need: a CUDA device, one process, no loss changed on
-// the host (debug.inject_nan_step). Throws ConfigError naming the key.
-std::unique_ptr<MicroStepGraph> make_micro_step_graph(const Config& config, int world, GPT& model,
+// checking what graphs need: no communicator (one process, no launcher), a
+// CUDA device, no loss changed on the host (debug.inject_nan_step). Throws
+// ConfigError naming the key (and the communicator).
+std::unique_ptr<MicroStepGraph> make_micro_step_graph(const Config& config, Communicator* comm, GPT& model,
                                                       const torch::Device& device, const BatchPlan& plan);
 
 // The training loop's say in a step.

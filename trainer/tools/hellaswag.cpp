@@ -131,15 +131,15 @@ HellaswagResult evaluate_hellaswag(GPT& model, const std::vector<HellaswagExampl
     progress.update(static_cast<double>(local.examples));
   }
   model->train();
-  // Counts below 2^24 are exact in the float all-reduce; its mean times world is the sum.
-  const auto means = mean_over_ranks(comm, device,
-                                     {torch::tensor(static_cast<double>(local.examples)),
-                                      torch::tensor(static_cast<double>(local.correct)),
-                                      torch::tensor(static_cast<double>(local.correct_norm))});
+  // Counts below 2^24 are exact in the float all-reduce.
+  const auto sums = sum_over_ranks(comm, device,
+                                   {torch::tensor(static_cast<double>(local.examples)),
+                                    torch::tensor(static_cast<double>(local.correct)),
+                                    torch::tensor(static_cast<double>(local.correct_norm))});
   HellaswagResult total;
-  total.examples = std::llround(means[0] * world);
-  total.correct = std::llround(means[1] * world);
-  total.correct_norm = std::llround(means[2] * world);
+  total.examples = std::llround(sums[0]);
+  total.correct = std::llround(sums[1]);
+  total.correct_norm = std::llround(sums[2]);
   return total;
 }
 
