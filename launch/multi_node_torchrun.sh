@@ -10,12 +10,16 @@
 # MASTER_ADDR:MASTER_PORT and exchange the NCCL id there. GLOO_SOCKET_IFNAME
 # and NCCL_SOCKET_IFNAME default to the interface that routes to MASTER_ADDR
 # (launch/socket_ifname.sh); given ones are checked. GPUS_PER_NODE (8) ranks
-# per node; TORCHRUN and MUONRUN override the programs.
+# per node; TORCHRUN and MUONRUN override the programs (the binary is the
+# CUDA build where this node has a GPU, else the CPU build:
+# launch/muonrun_binary.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . launch/socket_ifname.sh
+. launch/muonrun_binary.sh
 set_socket_ifnames "${MASTER_ADDR:?set MASTER_ADDR to an address of node 0}"
+binary=$(muonrun_binary "$PWD")
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 exec "${TORCHRUN:-torchrun}" --nnodes "${NNODES:?}" --node-rank "${NODE_RANK:?}" \
   --nproc-per-node "${GPUS_PER_NODE:-8}" --master-addr "$MASTER_ADDR" --master-port "${MASTER_PORT:-29500}" \
-  --no-python "${MUONRUN:-build/trainer/muonrun}" train "$@"
+  --no-python "$binary" train "$@"
