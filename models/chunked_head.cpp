@@ -4,6 +4,9 @@
 
 #include "models/softcap_cross_entropy.h"
 #include "models/softcap_cross_entropy_cpu.h"
+#ifdef MUONRUN_WITH_CUDA
+#include "models/fused_cuda.h"
+#endif
 
 namespace muonrun {
 namespace {
@@ -13,15 +16,33 @@ struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
                                const torch::Tensor& weight, const torch::Tensor& targets, double softcap,
                                int64_t chunk_tokens, bool fused, bool gradients) {
     const int64_t N = hidden.size(0);
-    const bool fp32 = hidden.scalar_type() == torch::kFloat;
-    auto w = weight.to(hidden.scalar_type());
+    const auto dtype = hidden.scalar_type();
+    const bool fp32 = dtype == torch::kFloat;
+    auto w = weight.to(dtype);
     auto total = torch::zeros({}, hidden.options().dtype(torch::kFloat));
-    // One fp32 buffer serves every chunk: the logits, which become the
-    // chunk's gradient (and LibTorch's ops need a scratch buffer as large).
-    auto logits_buffer = torch::empty({std::min(chunk_tokens, N), w.size(0)}, hidden.options().dtype(torch::kFloat));
     const bool one_pass = fused && hidden.is_cpu();
+#ifdef MUONRUN_WITH_CUDA
+    // The kernel of models/softcap_cross_entropy.cu: the chunk's logits stay
+    // in the compute dtype, the product's output, and become its gradient in
+    // place, which the next two products read as it is.
+    const bool kernel = fused && hidden.is_cuda();
+#else
+    const bool kernel = false;
+#endif
+    // One buffer serves every chunk: the logits, which become the chunk's
+    // gradient; fp32 for the CPU loop and LibTorch's ops (which also need a
+    // scratch buffer as large).
+    auto logits_buffer =
+        torch::empty({std::min(chunk_tokens, N), w.size(0)}, hidden.options().dtype(kernel ? dtype : torch::kFloat));
     torch::Tensor scratch;
-    if (!one_pass) scratch = torch::empty_like(logits_buffer);
+    if (!one_pass && !kernel) scratch = torch::empty_like(logits_buffer);
+    auto chunk_loss = [&](torch::Tensor& logits, const torch::Tensor& y) {
+#ifdef MUONRUN_WITH_CUDA
+      if (kernel) return cuda::softcap_cross_entropy_(logits, y, softcap, gradients);
+#endif
+      return one_pass ? softcap_cross_entropy_cpu_(logits, y, softcap, gradients)
+                      : softcap_cross_entropy_(logits, y, softcap, gradients, scratch);
+    };
     torch::Tensor grad_hidden, grad_weight;
     if (gradients) {
       grad_hidden = torch::empty_like(hidden);
@@ -31,16 +52,18 @@ struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
       const int64_t n = std::min(chunk_tokens, N - start);
       auto h = hidden.narrow(0, start, n);
       auto logits = logits_buffer.narrow(0, 0, n);
-      if (fp32) at::mm_out(logits, h, w.t());
+      if (fp32 || kernel) at::mm_out(logits, h, w.t());
       else logits.copy_(torch::mm(h, w.t()));  // bf16 product, fp32 soft-cap and softmax
-      const auto y = targets.narrow(0, start, n);
-      total += one_pass ? softcap_cross_entropy_cpu_(logits, y, softcap, gradients)
-                        : softcap_cross_entropy_(logits, y, softcap, gradients, scratch);
+      total += chunk_loss(logits, targets.narrow(0, start, n));
       if (!gradients) continue;
-      auto g = logits.to(h.scalar_type());  // no copy in fp32
+      auto g = logits.to(dtype);  // no copy in fp32 or from the kernel
       auto grad_h = grad_hidden.narrow(0, start, n);
       at::mm_out(grad_h, g, w);
       if (fp32) grad_weight.addmm_(g.t(), h);
+      // bf16 operands, the product accumulated in fp32 into grad_weight
+      // (cuBLAS's beta = 1): no [V, D] temporary, no separate add (ATen's
+      // addmm.dtype_out, CUDA only).
+      else if (kernel && dtype == torch::kBFloat16) at::addmm_out(grad_weight, grad_weight, g.t(), h, torch::kFloat);
       else grad_weight += torch::mm(g.t(), h).to(torch::kFloat);
     }
     ctx->save_for_backward({grad_hidden, grad_weight});

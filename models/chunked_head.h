@@ -16,11 +16,13 @@ namespace muonrun {
 
 // hidden: [N, D] in the compute dtype; weight: [V, D] fp32 (the master
 // weight, cast to hidden's dtype for the products); targets: [N] int64.
-// softcap 0 disables the cap. `fused`: on the CPU, the soft-cap and
-// cross-entropy of a chunk are the one-pass loop of
-// models/softcap_cross_entropy_cpu.h; otherwise (and on CUDA) LibTorch's ops
-// (models/softcap_cross_entropy.h). Returns the mean loss, an fp32 scalar;
-// its gradients flow to `hidden` (in its dtype) and to `weight` (fp32).
+// softcap 0 disables the cap. `fused`: the soft-cap and cross-entropy of a
+// chunk are the one-pass loop of models/softcap_cross_entropy_cpu.h on the
+// CPU, and on CUDA (MUONRUN_CUDA builds) the kernel of
+// models/softcap_cross_entropy.cu, which works on the bf16 product's output in
+// place; otherwise LibTorch's ops (models/softcap_cross_entropy.h) on fp32
+// logits. Returns the mean loss, an fp32 scalar; its gradients flow to
+// `hidden` (in its dtype) and to `weight` (fp32).
 torch::Tensor chunked_head_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
                                 const torch::Tensor& targets, double softcap, int64_t chunk_tokens, bool fused);
 

@@ -1,8 +1,10 @@
 // The CUDA halves of the fused element-wise ops: forward and backward
 // kernels that the autograd ops (models/qk_norm_rotary.cpp, relu_square.cpp,
-// mix_norm.cpp) call for CUDA tensors. Defined in the .cu file beside each op,
-// compiled only with MUONRUN_CUDA; each takes and returns tensors of the same
-// contract as the op's CPU half (the comments at the top of the op's header).
+// mix_norm.cpp) call for CUDA tensors, and the chunked head's soft-capped
+// cross-entropy (models/chunked_head.cpp). Defined in the .cu file beside each
+// op, compiled only with MUONRUN_CUDA; each takes and returns tensors of the
+// same contract as the op's CPU half (the comments at the top of the op's
+// header). Each launcher makes the tensors' device current first.
 // Only ATen's tensor type here, so that nvcc need not parse torch/torch.h.
 #pragma once
 
@@ -38,5 +40,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mix_norm_forward(const std::vecto
 std::tuple<std::vector<at::Tensor>, at::Tensor> mix_norm_backward(
     const at::Tensor& g_x, const at::Tensor& g_normed, const at::Tensor& x, const at::Tensor& inv_rms,
     const at::Tensor& weights, const std::vector<int64_t>& modes, const std::vector<at::Tensor>& dot_terms);
+
+// The soft-capped cross-entropy of a chunk (models/softcap_cross_entropy.h),
+// one block per row: logits [n, V] contiguous (bf16, fp32 or double), with
+// the gradient of sum_n loss_n written over them in their dtype when
+// `gradients` (otherwise left as they are); targets [n] int64 on the same
+// device; softcap 0 disables the cap. A target outside [0, V) is checked on
+// the device, without a host sync: it makes its row's loss and gradient NaN.
+// Returns sum_n loss_n (rows summed in double) as an fp32 scalar on the device.
+at::Tensor softcap_cross_entropy_(at::Tensor& logits, const at::Tensor& targets, double softcap, bool gradients);
 
 }  // namespace muonrun::cuda

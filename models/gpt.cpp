@@ -7,86 +7,11 @@
 #include <mutex>
 
 #include "models/chunked_head.h"
-#include "models/fused_rms_norm.h"
-#include "models/qk_norm_rotary.h"
-#include "models/relu_square.h"
 
 namespace muonrun {
 
-int64_t padded_vocab(const ModelConfig& config) {
-  return (config.vocab_size + config.vocab_multiple - 1) / config.vocab_multiple *
-         config.vocab_multiple;
-}
-
-torch::Tensor rms_norm(const torch::Tensor& x) {
-  auto x32 = x.scalar_type() == torch::kDouble ? x : x.to(torch::kFloat);
-  auto inv_rms = torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + FLT_EPSILON);
-  return (x32 * inv_rms).to(x.scalar_type());
-}
-
-torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
-                           const torch::Tensor& sin) {
-  const int64_t half = x.size(-1) / 2;
-  auto x1 = x.narrow(-1, 0, half);
-  auto x2 = x.narrow(-1, half, half);
-  auto y1 = x1 * cos + x2 * sin;
-  auto y2 = x2 * cos - x1 * sin;
-  return torch::cat({y1, y2}, -1).to(x.scalar_type());
-}
-
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
   return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true);
-}
-
-// --- ElementwiseOps: fused, or the composite ops above ----------------------
-torch::Tensor ElementwiseOps::norm(const torch::Tensor& x) const {
-  return fused ? fused_rms_norm(x) : rms_norm(x);
-}
-
-torch::Tensor ElementwiseOps::qk_norm_rotary(const torch::Tensor& x, const torch::Tensor& cos,
-                                             const torch::Tensor& sin) const {
-  if (fused) return muonrun::qk_norm_rotary(x, cos, sin);
-  return apply_rotary(rms_norm(x), cos, sin).transpose(1, 2);
-}
-
-torch::Tensor ElementwiseOps::relu_square(const torch::Tensor& x) const {
-  return fused ? muonrun::relu_square(x) : torch::relu(x).square();
-}
-
-MixNorm ElementwiseOps::block_input(const torch::Tensor& x_in, const torch::Tensor& x0,
-                                    const torch::Tensor& lambdas, const torch::Tensor& skip,
-                                    const torch::Tensor& skip_weight) const {
-  if (fused) {
-    // l0 (x_in + s skip) + l1 x0 = l0 x_in + (l0 s) skip + l1 x0, the
-    // weights in fp32 (l0 s from its product in double).
-    const auto l0 = lambdas[0], l1 = lambdas[1];
-    if (!skip.defined()) return mix_norm({{x_in, l0}, {x0, l1}});
-    return mix_norm({{x_in, l0}, {skip, l0.to(torch::kDouble) * skip_weight}, {x0, l1}});
-  }
-  const auto dtype = x_in.scalar_type();
-  auto x = skip.defined() ? x_in + skip_weight.to(dtype) * skip : x_in;
-  auto l = lambdas.to(dtype);
-  x = l[0] * x + l[1] * x0;
-  return {x, rms_norm(x)};
-}
-
-MixNorm ElementwiseOps::add_norm(const torch::Tensor& x, const torch::Tensor& y) const {
-  if (fused) return mix_norm({{x, {}}, {y, {}}});
-  auto sum = x + y;
-  return {sum, rms_norm(sum)};
-}
-
-// --- CastedLinear -----------------------------------------------------------
-CastedLinearImpl::CastedLinearImpl(int64_t in, int64_t out, bool zero_init) {
-  // nn.Linear's default init, U(-1/sqrt(in), 1/sqrt(in)), unless zeroed:
-  // modded-nanogpt record 11 zero-initialises output projections and the head.
-  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-  weight = register_parameter(
-      "weight", zero_init ? torch::zeros({out, in}) : torch::empty({out, in}).uniform_(-bound, bound));
-}
-
-torch::Tensor CastedLinearImpl::forward(const torch::Tensor& x) {
-  return torch::nn::functional::linear(x, weight.to(x.scalar_type()));
 }
 
 // --- Attention --------------------------------------------------------------
@@ -168,12 +93,10 @@ GPTImpl::GPTImpl(const ModelConfig& model_config) : config(model_config) {
 std::pair<torch::Tensor, torch::Tensor> GPTImpl::rotary(int64_t T, torch::Device device) {
   if (!rotary_cos_.defined() || rotary_cos_.size(1) != T || rotary_cos_.device() != device ||
       rotary_cos_.scalar_type() != compute_dtype) {
-    const int64_t D = config.head_dim;
-    auto opts = torch::TensorOptions().dtype(torch::kFloat).device(device);
-    auto inv_freq = 1.0 / torch::pow(config.rope_base, torch::arange(0, D, 2, opts) / D);
-    auto freqs = torch::outer(torch::arange(T, opts), inv_freq);
-    rotary_cos_ = freqs.cos().to(compute_dtype).view({1, T, 1, D / 2});
-    rotary_sin_ = freqs.sin().to(compute_dtype).view({1, T, 1, D / 2});
+    const int64_t half = config.head_dim / 2;
+    auto [cos, sin] = rotary_tables(T, config.head_dim, config.rope_base, compute_dtype, device);
+    rotary_cos_ = cos.view({1, T, 1, half});
+    rotary_sin_ = sin.view({1, T, 1, half});
   }
   return {rotary_cos_, rotary_sin_};
 }
@@ -185,7 +108,8 @@ ElementwiseOps GPTImpl::elementwise_ops(torch::Device device) const {
     static std::once_flag warned;
     std::call_once(warned, [] {
       spdlog::warn("model.kernels=fused on CUDA: these kernels have not yet been verified on a GPU: "
-                   "qk_norm_rotary, relu_square, mix_norm (models/*.cu) and fused_rms_norm (at::rms_norm)");
+                   "qk_norm_rotary, relu_square, mix_norm, softcap_cross_entropy (models/*.cu) and "
+                   "fused_rms_norm (at::rms_norm)");
     });
   }
   return ElementwiseOps{fused};

@@ -3,6 +3,8 @@
 // backward writes G = dL/dx (or the terms' scaled copies of it) and the
 // row's dot products G . t_k for the weights' gradients (summed over rows
 // afterwards by the caller: no atomics).
+#include <c10/cuda/CUDAGuard.h>
+
 #include "models/fused_cuda.cuh"
 #include "models/fused_cuda.h"
 
@@ -84,6 +86,7 @@ __global__ void mix_norm_backward_kernel(const scalar_t* __restrict__ g_x, const
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mix_norm_forward(const std::vector<at::Tensor>& terms,
                                                                 const at::Tensor& weights) {
   const auto& t0 = terms[0];
+  c10::cuda::CUDAGuard guard(t0.device());
   const int K = static_cast<int>(terms.size());
   const int64_t D = t0.size(-1), rows = D ? t0.numel() / D : 0;
   auto x = at::empty_like(t0), normed = at::empty_like(t0);
@@ -104,6 +107,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mix_norm_forward(const std::vecto
 std::tuple<std::vector<at::Tensor>, at::Tensor> mix_norm_backward(
     const at::Tensor& g_x, const at::Tensor& g_n, const at::Tensor& x, const at::Tensor& inv,
     const at::Tensor& weights, const std::vector<int64_t>& modes, const std::vector<at::Tensor>& dot_terms) {
+  c10::cuda::CUDAGuard guard(x.device());
   const int K = static_cast<int>(modes.size()), J = static_cast<int>(dot_terms.size());
   const int64_t D = x.size(-1), rows = inv.numel();
   bool need_g = false;

@@ -1,5 +1,7 @@
 // CUDA kernels of QK-norm + rotary (models/qk_norm_rotary.h): one warp per
 // (b, t, h) row of D; the lane strides over the rotation's pairs (i, i + D/2).
+#include <c10/cuda/CUDAGuard.h>
+
 #include "models/fused_cuda.cuh"
 #include "models/fused_cuda.h"
 
@@ -67,6 +69,7 @@ __global__ void qk_norm_rotary_backward_kernel(const scalar_t* __restrict__ g, i
 
 std::tuple<at::Tensor, at::Tensor> qk_norm_rotary_forward(const at::Tensor& x, const at::Tensor& cos,
                                                           const at::Tensor& sin) {
+  c10::cuda::CUDAGuard guard(x.device());
   const int64_t T = x.size(1), H = x.size(2), D = x.size(3), rows = x.numel() / D;
   auto y = at::empty_like(x);
   auto inv = at::empty({rows}, x.options().dtype(stat_dtype(x.scalar_type())));
@@ -84,6 +87,7 @@ std::tuple<at::Tensor, at::Tensor> qk_norm_rotary_forward(const at::Tensor& x, c
 
 at::Tensor qk_norm_rotary_backward(const at::Tensor& g_in, const at::Tensor& x, const at::Tensor& inv,
                                    const at::Tensor& cos, const at::Tensor& sin) {
+  c10::cuda::CUDAGuard guard(x.device());
   const int64_t T = x.size(1), H = x.size(2), D = x.size(3), rows = x.numel() / D;
   auto g = g_in.to(x.scalar_type());
   if (g.stride(3) != 1) g = g.contiguous();

@@ -1,5 +1,7 @@
 // CUDA kernels of ReLU^2 (models/relu_square.h): one element per thread,
 // grid-stride, the same expressions as the CPU loop.
+#include <c10/cuda/CUDAGuard.h>
+
 #include "models/fused_cuda.cuh"
 #include "models/fused_cuda.h"
 
@@ -25,6 +27,7 @@ __global__ void relu_square_kernel(const scalar_t* __restrict__ x, const scalar_
 }
 
 at::Tensor launch(const at::Tensor& x, const at::Tensor* g) {
+  c10::cuda::CUDAGuard guard(x.device());
   auto out = at::empty_like(x);
   const int64_t n = x.numel();
   if (n == 0) return out;

@@ -6,6 +6,9 @@
 //     the CPU (and fp32 on CUDA, which must match closely), with the
 //     reference element-wise ops and with the fused kernels;
 //   - each fused element-wise kernel (models/*.cu) against its CPU loop;
+//   - the chunked head's soft-capped cross-entropy kernel
+//     (models/softcap_cross_entropy.cu) against the CPU loop, and the
+//     chunked head with it against float64 on the CPU;
 //   - Muon + AdamW steps on CUDA against the CPU from the same gradients;
 //   - the NCCL communicator at world size 1 through the real path
 //     (torchrun-style environment, detect_launch, World, c10d NCCL);
@@ -54,7 +57,10 @@
 
 #include "comm/launch.h"
 #include "comm/world.h"
+#include "models/chunked_head.h"
+#include "models/fused_cuda.h"
 #include "models/gpt.h"
+#include "models/softcap_cross_entropy_cpu.h"
 #include "optim/optimizer.h"
 #include "optim/param_groups.h"
 #include "trainer/config/config.h"
@@ -451,6 +457,125 @@ TEST(CudaModel, FusedKernelsMatchCpu) {
   expect_gradients_near(got32, want, 3e-3, 1e-2, 1e-5, 0.99999);
 }
 
+// --- the chunked head's cross-entropy kernel (models/softcap_cross_entropy.cu) ---
+// The kernel against the CPU's one-pass loop on the same logits: bf16-exact
+// values (so that the bf16 and fp32 kernels and the fp32 loop all read the
+// same numbers), one far beyond the cap, targets at the first and the last
+// index, row widths that do and do not fill 16-byte packs and 1024 threads.
+// Tolerances: the loss, per row, within 1e-5 (both compute in fp32 with
+// exp and tanh of a few ulp, CUDA's __expf / tanhf against the CPU's vector
+// ones; 30 ulp of tanh near 1 is 1e-5 of the capped logit), plus 1e-6
+// relative for the sum. The gradient per element: bf16 output is one
+// rounding of the fp32 value, at most half a bf16 ulp, 2^-8 relative; fp32
+// output within 2e-5 relative (__expf's error grows to 70 ulp at the
+// smallest terms); both plus 1e-5 of the row's largest gradient, for the
+// elements where 1 - t^2 cancels (|t| near 1) and a few ulp of t are a large
+// part of it.
+
+TEST(CudaSoftcapCrossEntropy, KernelMatchesTheCpuLoop) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const torch::Device cuda(torch::kCUDA, 0);
+  torch::manual_seed(5);
+  for (int64_t V : {int64_t{1}, int64_t{17}, int64_t{1000}, int64_t{50304}}) {
+    for (double cap : {30.0, 0.0}) {
+      for (bool gradients : {true, false}) {
+        for (auto dtype : {torch::kBFloat16, torch::kFloat}) {
+          SCOPED_TRACE(::testing::Message() << "V " << V << " cap " << cap << " gradients " << gradients << " "
+                                            << dtype);
+          const int64_t n = V > 1000 ? 6 : 23;
+          auto logits = torch::randn({n, V}) * 4;
+          logits.index_put_({0, 0}, 300.0f);
+          logits = logits.to(torch::kBFloat16).to(torch::kFloat);
+          auto targets = torch::randint(V, {n}, torch::kLong);
+          targets.index_put_({0}, 0);
+          targets.index_put_({n - 1}, V - 1);
+          auto want = logits.clone();
+          const double want_loss = softcap_cross_entropy_cpu_(want, targets, cap, gradients).item<double>();
+          auto got = logits.to(cuda, dtype);
+          const double got_loss =
+              cuda::softcap_cross_entropy_(got, targets.to(cuda), cap, gradients).item<double>();
+          EXPECT_NEAR(got_loss, want_loss, 1e-5 * n + 1e-6 * std::abs(want_loss));
+          const auto g = got.to(torch::kCPU, torch::kDouble);
+          if (!gradients) {
+            EXPECT_TRUE(torch::equal(g, logits.to(torch::kDouble))) << "logits changed without gradients";
+            continue;
+          }
+          const auto w = want.to(torch::kDouble);
+          const double rel = dtype == torch::kBFloat16 ? std::ldexp(1.0, -8) : 2e-5;
+          const auto row_scale = w.abs().amax(1, true).clamp_min(1e-6);  // V = 1: a zero gradient
+          const auto excess = (g - w).abs() - rel * w.abs() - 1e-5 * row_scale;
+          EXPECT_LE(excess.max().item<double>(), 0.0)
+              << "largest difference " << (g - w).abs().max().item<double>();
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaSoftcapCrossEntropy, TargetOutsideTheVocabularyGivesNan) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const torch::Device cuda(torch::kCUDA, 0);
+  torch::manual_seed(7);
+  auto logits = torch::randn({4, 10}, torch::device(cuda));
+  const auto targets = torch::tensor({1, 10, 2, -1}, torch::kLong).to(cuda);
+  const auto loss = cuda::softcap_cross_entropy_(logits, targets, 30, true);
+  EXPECT_TRUE(std::isnan(loss.item<float>()));
+  const auto g = logits.cpu();
+  for (int64_t row : {1, 3}) EXPECT_TRUE(torch::isnan(g[row]).all().item<bool>()) << "row " << row;
+  for (int64_t row : {0, 2}) EXPECT_TRUE(torch::isfinite(g[row]).all().item<bool>()) << "row " << row;
+  // A NaN logit makes its row's loss NaN too.
+  auto with_nan = torch::randn({2, 10}, torch::device(cuda));
+  with_nan.index_put_({1, 4}, NAN);
+  EXPECT_TRUE(std::isnan(
+      cuda::softcap_cross_entropy_(with_nan, torch::tensor({0, 1}, torch::kLong).to(cuda), 30, false).item<float>()));
+}
+
+// The chunked head with the kernel (fused) on CUDA against float64 autograd
+// of the plain formula on the CPU, from the same bf16-exact hidden states and
+// weights (logits about N(0, 4), cap 5 so that the cap matters), in chunks of
+// 7 tokens (a partial last chunk), for a vocabulary of single logits (1001)
+// and of 16-byte packs (1024). bf16: the logits are the product rounded to
+// bf16, 2^-8 relative each, and the loss moves by at most sum_j
+// |d loss / d l_j| <= 2 times the largest such change; the gradients carry
+// that rounding through the softmax and two more (g, grad_hidden): 1% of
+// their norm (0.2% in a float64 emulation of these roundings). fp32 on CUDA
+// (no TF32): 1e-5 relative for the loss, 1e-4 for the gradients.
+TEST(CudaChunkedHead, KernelFormMatchesFloat64OnTheCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const torch::Device cuda(torch::kCUDA, 0);
+  torch::manual_seed(6);
+  const int64_t N = 64, D = 64;
+  const double cap = 5;
+  for (int64_t V : {int64_t{1001}, int64_t{1024}}) {
+    for (auto dtype : {torch::kBFloat16, torch::kFloat}) {
+      SCOPED_TRACE(::testing::Message() << "V " << V << " " << dtype);
+      const auto hidden = torch::randn({N, D}).to(torch::kBFloat16).to(torch::kDouble);
+      const auto weight =
+          (torch::randn({V, D}) * (2.0 / std::sqrt(static_cast<double>(D)))).to(torch::kBFloat16).to(torch::kDouble);
+      const auto targets = torch::randint(V, {N}, torch::kLong);
+
+      auto h64 = hidden.clone().requires_grad_();
+      auto w64 = weight.clone().requires_grad_();
+      const auto l = torch::mm(h64, w64.t());
+      const auto want = torch::nn::functional::cross_entropy(cap * torch::tanh(l / cap), targets);
+      want.backward();
+      const double largest_logit = l.abs().max().item<double>();
+
+      auto h = hidden.to(cuda, dtype).requires_grad_();
+      auto w = weight.to(cuda, torch::kFloat).requires_grad_();
+      const auto got = chunked_head_loss(h, w, targets.to(cuda), cap, /*chunk_tokens=*/7, /*fused=*/true);
+      got.backward();
+      const bool bf16 = dtype == torch::kBFloat16;
+      EXPECT_NEAR(got.item<double>(), want.item<double>(),
+                  bf16 ? 2 * std::ldexp(1.0, -8) * largest_logit : 1e-5 * want.item<double>());
+      const double rel = bf16 ? 1e-2 : 1e-4;
+      const auto grad_h = h.grad().to(torch::kCPU, torch::kDouble), grad_w = w.grad().to(torch::kCPU, torch::kDouble);
+      EXPECT_LE(fnorm(grad_h - h64.grad()), rel * fnorm(h64.grad())) << "hidden";
+      EXPECT_LE(fnorm(grad_w - w64.grad()), rel * fnorm(w64.grad())) << "weight";
+    }
+  }
+}
+
 // --- the optimizers ----------------------------------------------------------
 
 TEST(CudaOptimizer, MuonAndAdamWStepsMatchCpu) {
@@ -619,7 +744,7 @@ TEST(CudaGraphs, GraphedStepsGiveTheEagerLosses) {
     GPT model = make_model(config, device);
     Optimizer optimizer(*model, config, nullptr);
     DataLoader data(config.data.train, plan.micro_batch, plan.seq_len, 0, 1, config.model.vocab_size);
-    auto graph = make_micro_step_graph(config, 1, model, device, plan);
+    auto graph = make_micro_step_graph(config, nullptr, model, device, plan);
     EXPECT_EQ(graph != nullptr, graphs);
     StepParts parts{model, optimizer, data, nullptr, device, plan, nullptr, graph.get()};
     std::vector<double> losses;
