@@ -21,11 +21,18 @@
 //                 C = heads x head_dim, T = seq_len
 //   peak memory   CUDA: the caching allocator's peak allocated bytes (and
 //                 peak reserved); CPU: peak RSS of the process (getrusage)
+//   settings      model.kernels (auto: fused on the CPU, the reference ops on
+//                 CUDA; models/model_config.h) and whether the micro-step ran
+//                 as a CUDA graph (train.cuda_graphs)
 //   phases        mean ms per step of data / forward / backward /
 //                 newton_schulz / adamw / comm_wait (trainer/base/phase_timer.h:
 //                 CUDA events on the GPU, steady_clock on the CPU) and the
 //                 rest of the step ("other": host gaps, the finite-gradient
-//                 check, launch overhead)
+//                 check, launch overhead); the JSON also gives each as a
+//                 share of the mean step (phase_share)
+//
+// launch/gpu_check.sh runs it once per setting and bench/step_table.py puts
+// the JSON reports side by side.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -162,7 +169,7 @@ int main(int argc, char** argv) {
     DataLoader data(config.data.train, plan.micro_batch, plan.seq_len, world.rank(), world.size(),
                     config.model.vocab_size);
     auto timer = make_phase_timer(device);
-    auto graph = make_micro_step_graph(config, world.size(), model, device, plan);
+    auto graph = make_micro_step_graph(config, comm, model, device, plan);
     StepParts parts{model, optimizer, data, comm, device, plan, timer.get(), graph.get()};
 
     // FLOPs per token, 6N + 6LCT (see the top of this file).
@@ -231,6 +238,10 @@ int main(int argc, char** argv) {
     const std::string batch_line = fmt::format("{} tokens = {} rank(s) x {} x {} x {} accumulation",
                                                config.train.batch_tokens, world.size(), plan.micro_batch,
                                                plan.seq_len, plan.accumulation);
+    const char* kernels = name_of(config.model.kernels);
+    const bool cuda_graphs = graph != nullptr;
+    const std::string settings_line = fmt::format("model.kernels={}, {}", kernels,
+                                                  cuda_graphs ? "micro-step as a CUDA graph" : "eager micro-step");
 
     // The human table.
     auto row = [](const char* name, const std::string& value) { std::printf("%-15s %s\n", name, value.c_str()); };
@@ -241,6 +252,7 @@ int main(int argc, char** argv) {
     row("parameters", fmt::format("{} in all; N = {} (all but wte) for 6N + 6LCT = {:.1f} MFLOP/token",
                                   thousands(params_total), thousands(params_matmul), flops_per_token / 1e6));
     row("batch", batch_line);
+    row("settings", settings_line);
     row("steps", fmt::format("{} timed after {} warm-up ({:.1f} s in all); loss {:.4f} -> {:.4f}{}", steps, warmup,
                              bench_s, losses.front(), losses.back(), finite ? "" : " NOT FINITE"));
     row("step time", fmt::format("median {:.2f} ms (mean {:.2f}, min {:.2f}, max {:.2f}); slowest/median {:.3f}",
@@ -263,15 +275,20 @@ int main(int argc, char** argv) {
     if (!json_path.empty()) {
       std::ofstream out(json_path);
       if (!out) throw std::runtime_error("cannot write " + json_path);
-      std::string phases_json, steps_json;
-      for (size_t k = 0; k < kPhaseCount; ++k)
-        phases_json += fmt::format("{}\"{}\": {:.4f}", k ? ", " : "", phase_name(static_cast<Phase>(k)), phase_mean[k]);
+      std::string phases_json, shares_json, steps_json;
+      for (size_t k = 0; k < kPhaseCount; ++k) {
+        const char* name = phase_name(static_cast<Phase>(k));
+        phases_json += fmt::format("{}\"{}\": {:.4f}", k ? ", " : "", name, phase_mean[k]);
+        shares_json += fmt::format("{}\"{}\": {:.6f}", k ? ", " : "", name, phase_mean[k] / mean);
+      }
       phases_json += fmt::format(", \"other\": {:.4f}", other);
+      shares_json += fmt::format(", \"other\": {:.6f}", other / mean);
       for (size_t i = 0; i < step_ms.size(); ++i) steps_json += fmt::format("{}{:.4f}", i ? ", " : "", step_ms[i]);
       out << "{\n"
           << fmt::format("  \"config\": {},\n", quote(source))
           << fmt::format("  \"device\": {},\n  \"ranks\": {},\n", quote(device.str()), world.size())
           << fmt::format("  \"model\": {},\n  \"batch\": {},\n", quote(model_line), quote(batch_line))
+          << fmt::format("  \"kernels\": {},\n  \"cuda_graphs\": {},\n", quote(kernels), cuda_graphs ? "true" : "false")
           << fmt::format("  \"batch_tokens\": {},\n  \"warmup_steps\": {},\n  \"steps\": {},\n",
                          config.train.batch_tokens, warmup, steps)
           << fmt::format("  \"step_ms_median\": {:.4f},\n  \"step_ms_mean\": {:.4f},\n", med, mean)
@@ -290,6 +307,7 @@ int main(int argc, char** argv) {
                          quote(memory.kind))
           << fmt::format("  \"peak_reserved_bytes\": {:.0f},\n", memory.reserved_bytes)
           << fmt::format("  \"phase_clock\": {},\n  \"phases_ms\": {{{}}},\n", quote(timer->clock()), phases_json)
+          << fmt::format("  \"phase_share\": {{{}}},\n", shares_json)
           << fmt::format("  \"loss_first\": {:.6f},\n  \"loss_last\": {:.6f},\n  \"losses_finite\": {},\n",
                          losses.front(), losses.back(), finite ? "true" : "false")
           << fmt::format("  \"step_ms\": [{}]\n", steps_json) << "}\n";
@@ -301,6 +319,7 @@ int main(int argc, char** argv) {
           << fmt::format("| config | `{}` |\n", source)
           << fmt::format("| device | {} ({} rank(s)) |\n", device.str(), world.size())
           << fmt::format("| model | {} |\n| batch | {} |\n", model_line, batch_line)
+          << fmt::format("| settings | {} |\n", settings_line)
           << fmt::format("| steps | {} timed after {} warm-up |\n", steps, warmup)
           << fmt::format("| ms/step (median) | {:.2f} (min {:.2f}, max {:.2f}) |\n", med, lo, hi)
           << fmt::format("| slowest / median | {:.3f} |\n", hi / med)

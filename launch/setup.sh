@@ -5,6 +5,9 @@
 #   CUDA=1 launch/setup.sh       # the CUDA build (sm_90a, NCCL) in build-cuda/
 #   FUZZ=1 launch/setup.sh       # also clang and the libFuzzer targets, in build-fuzz/
 #   BUILD_DIR=b BUILD_TYPE=Debug launch/setup.sh
+#   TARGETS="muonrun bench_step" launch/setup.sh   # build these targets only
+#   PACKAGES=check launch/setup.sh   # only say which packages are present or missing
+#   PACKAGES=skip launch/setup.sh    # install nothing; configure and build with what is there
 #
 # LibTorch is the one of the Python `torch` package, pinned to 2.11.0 (the GPU
 # machine's version), in a virtual environment of the checkout (.venv, with
@@ -12,11 +15,23 @@
 # `python3` on PATH already has torch 2.11 (the GPU machine: no network) it is
 # used as it is and nothing is installed. An unzipped LibTorch distribution
 # can be built against instead: Torch_DIR=/path/libtorch/share/cmake/Torch.
+#
+# Missing packages are installed with apt only when apt's sources answer (an
+# update with 5-second timeouts and no retries); on a machine without network
+# setup says what is missing ("setup: WARNING: ...") and goes on to the
+# configure, which names any library the build cannot do without.
+#
+# Exit status: 0 built; 3 the package step failed (an apt install, or no
+# Python with torch 2.11 and no way to install it): nothing was configured;
+# anything else: the configure or the build failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CUDA=${CUDA:-0}
 FUZZ=${FUZZ:-0}
+PACKAGES=${PACKAGES:-install}
+TARGETS=${TARGETS:-}
+case "$PACKAGES" in install|check|skip) ;; *) echo "setup: PACKAGES=$PACKAGES: expected install, check or skip" >&2; exit 2 ;; esac
 if [ "$CUDA" = 1 ]; then BUILD_DIR=${BUILD_DIR:-build-cuda}; else BUILD_DIR=${BUILD_DIR:-build}; fi
 BUILD_TYPE=${BUILD_TYPE:-Release}
 FUZZ_BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
@@ -39,8 +54,6 @@ declare -A NEEDED=(
   [libpcre2-dev]=/usr/include/pcre2.h
   [liblzma-dev]=/usr/include/lzma.h
   [zlib1g-dev]=/usr/include/zlib.h
-  [xz-utils]=/usr/bin/xz
-  [gnuplot-nox]=/usr/bin/gnuplot  # the PNGs of `muonrun compare` and sweep reports
 )
 declare -A GROUP=(
   [cmake]="build tools" [ninja-build]="build tools" [g++]="build tools" [pkg-config]="build tools"
@@ -51,10 +64,19 @@ declare -A GROUP=(
   [python3]=Python [python3-venv]=Python
   [clang-14]=fuzzing [libclang-rt-14-dev]=fuzzing
 )
-# Gloo lives inside LibTorch, but the pip package has no Gloo headers: c10d's
-# ProcessGroupGloo.hpp compiles against Debian's (CPU ranks under torchrun or
-# Slurm without MPI). GPU ranks use NCCL, so the CUDA build goes without.
-if [ "$CUDA" != 1 ]; then NEEDED[libgloo-dev]=/usr/include/gloo/rendezvous/store.h; fi
+# What only the CPU build and its tests use; the CUDA build (and the GPU
+# machine, which has no network to install them) goes without:
+# - Gloo lives inside LibTorch, but the pip package has no Gloo headers: c10d's
+#   ProcessGroupGloo.hpp compiles against Debian's (CPU ranks under torchrun or
+#   Slurm without MPI). GPU ranks use NCCL.
+# - xz: the CPU tests make .xz inputs with it (prepare reads them with liblzma).
+# - gnuplot: the PNGs of `muonrun compare` and sweep reports (without it they
+#   write their tables only).
+if [ "$CUDA" != 1 ]; then
+  NEEDED[libgloo-dev]=/usr/include/gloo/rendezvous/store.h
+  NEEDED[xz-utils]=/usr/bin/xz
+  NEEDED[gnuplot-nox]=/usr/bin/gnuplot
+fi
 if [ "$FUZZ" = 1 ]; then  # Debian's clang and its libFuzzer runtime
   NEEDED[clang-14]=/usr/bin/clang++-14
   NEEDED[libclang-rt-14-dev]=/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
@@ -66,7 +88,12 @@ done
 
 # The Python that brings LibTorch: the checkout's .venv, or a python3 that
 # already has torch 2.11, or a new .venv.
-has_torch() { "$1" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('$TORCH_VERSION') else 1)" 2>/dev/null; }
+# (The installed version from the package's metadata: importing torch takes
+# seconds, tens of them on a loaded machine.)
+has_torch() {
+  "$1" -c "import importlib.metadata as m, sys; sys.exit(0 if m.version('torch').startswith('$TORCH_VERSION') else 1)" \
+    2>/dev/null
+}
 PYTHON=""
 if [ -x .venv/bin/python ] && has_torch .venv/bin/python; then
   PYTHON=$PWD/.venv/bin/python
@@ -82,38 +109,83 @@ missing=()
 for pkg in "${!NEEDED[@]}"; do
   [ -e "${NEEDED[$pkg]}" ] || missing+=("$pkg")
 done
+
+warn() { echo "setup: WARNING: $*"; }
+# exit 3: the package step failed and nothing was configured (see the top).
+package_step_failed() {
+  echo "setup: $*" >&2
+  if [ "$FUZZ" = 1 ]; then echo "setup: FUZZ=0 skips the fuzzers and their clang." >&2; fi
+  exit 3
+}
+
+if [ "$PACKAGES" = check ]; then
+  echo "setup: packages of the $([ "$CUDA" = 1 ] && echo CUDA || echo CPU) build:"
+  for pkg in $(printf '%s\n' "${!NEEDED[@]}" | sort); do
+    if [ -e "${NEEDED[$pkg]}" ]; then state=present; else state=MISSING; fi
+    printf '  %-20s %-8s %s\n' "$pkg" "$state" "${NEEDED[$pkg]}"
+  done
+  echo "setup: Python with torch $TORCH_VERSION: ${PYTHON:-MISSING (pip would install ${PIP_PACKAGES[*]} into .venv)}"
+  [ -n "$PYTHON" ] || missing+=("torch==$TORCH_VERSION")
+  echo "setup: missing: ${missing[*]:-nothing}"
+  if [ ${#missing[@]} -gt 0 ]; then exit 3; fi
+  exit 0
+fi
+
+# apt's sources answer when its update fetched anything ("Hit:" or "Get:"
+# lines; without network it prints "Err:" lines and still exits 0). The short
+# timeouts keep a machine without network from waiting on every source.
+apt_answers() {
+  echo "setup: apt: update (log in $BUILD_DIR/apt.log)"
+  timeout 300 $SUDO apt-get update -o Acquire::Retries=0 -o Acquire::http::Timeout=5 \
+    -o Acquire::https::Timeout=5 >> "$BUILD_DIR/apt.log" 2>&1
+  grep -q -E '^(Hit|Get):' "$BUILD_DIR/apt.log"
+}
+# The same for pip's index, asked through the venv's own pip so that its
+# configuration (index, mirrors, proxies) applies.
+pip_index_answers() {
+  timeout 30 .venv/bin/pip index versions pip --retries 0 --timeout 5 > /dev/null 2>&1
+}
+
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
   mkdir -p "$BUILD_DIR"
   : > "$BUILD_DIR/apt.log"
-  apt_failed() {
-    tail -20 "$BUILD_DIR/apt.log" >&2
-    echo "setup: could not install: $1 (no network or no apt?). Install them and run again." >&2
-    if [ "$FUZZ" = 1 ]; then echo "setup: FUZZ=0 skips the fuzzers and their clang." >&2; fi
-    exit 1
-  }
-  echo "setup: apt: update (log in $BUILD_DIR/apt.log)"
-  $SUDO apt-get update -qq >> "$BUILD_DIR/apt.log" 2>&1 || apt_failed "${missing[*]}"
-  # One apt-get and one line per group, in this order.
-  for group in "build tools" MPI libraries tools Python fuzzing other; do
-    pkgs=()
-    for pkg in "${missing[@]}"; do [ "${GROUP[$pkg]:-other}" = "$group" ] && pkgs+=("$pkg"); done
-    [ ${#pkgs[@]} -gt 0 ] || continue
-    echo "setup: apt: $group: ${pkgs[*]}"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" \
-      >> "$BUILD_DIR/apt.log" 2>&1 || apt_failed "${pkgs[*]}"
-  done
+  if [ "$PACKAGES" = skip ]; then
+    warn "not installing (PACKAGES=skip): ${missing[*]}; the configure below names what the build lacks"
+  elif ! apt_answers; then
+    warn "apt's sources did not answer (no network? $BUILD_DIR/apt.log): not installing ${missing[*]};" \
+         "the configure below names what the build lacks"
+  else
+    # One apt-get and one line per group, in this order.
+    for group in "build tools" MPI libraries tools Python fuzzing other; do
+      pkgs=()
+      for pkg in "${missing[@]}"; do [ "${GROUP[$pkg]:-other}" = "$group" ] && pkgs+=("$pkg"); done
+      [ ${#pkgs[@]} -gt 0 ] || continue
+      echo "setup: apt: $group: ${pkgs[*]}"
+      if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" \
+          >> "$BUILD_DIR/apt.log" 2>&1; then
+        tail -20 "$BUILD_DIR/apt.log" >&2
+        package_step_failed "apt could not install: ${pkgs[*]}. Install them and run again."
+      fi
+    done
+  fi
 fi
 
 if [ -z "$PYTHON" ]; then
+  if [ "$PACKAGES" = skip ]; then
+    package_step_failed "no Python with torch $TORCH_VERSION, and PACKAGES=skip installs none"
+  fi
+  [ -x .venv/bin/python ] || python3 -m venv .venv || package_step_failed "python3 -m venv .venv failed"
+  if ! pip_index_answers; then
+    package_step_failed "no Python with torch $TORCH_VERSION, and pip's index did not answer within 5 s" \
+      "(no network?): install ${PIP_PACKAGES[*]} or use a python3 that has them"
+  fi
   echo "setup: pip: ${PIP_PACKAGES[*]} into .venv"
-  [ -x .venv/bin/python ] || python3 -m venv .venv
   mkdir -p "$BUILD_DIR"
   if ! .venv/bin/pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}" > "$BUILD_DIR/pip.log" 2>&1; then
     tail -20 "$BUILD_DIR/pip.log" >&2
-    echo "setup: pip could not install ${PIP_PACKAGES[*]} (no network?)" >&2
-    exit 1
+    package_step_failed "pip could not install ${PIP_PACKAGES[*]}"
   fi
   PYTHON=$PWD/.venv/bin/python
   echo "setup: pip: done"
@@ -140,8 +212,14 @@ fi
 mkdir -p "$BUILD_DIR"
 cmake "${cmake_args[@]}" > "$BUILD_DIR/configure.log" 2>&1 || { cat "$BUILD_DIR/configure.log"; exit 1; }
 grep 'muonrun:' "$BUILD_DIR/configure.log" || true
-cmake --build "$BUILD_DIR"
-echo "setup: built $BUILD_DIR/trainer/muonrun"
+if [ -n "$TARGETS" ]; then
+  read -r -a targets <<< "$TARGETS"
+  cmake --build "$BUILD_DIR" --target "${targets[@]}"
+  echo "setup: built ${targets[*]} in $BUILD_DIR"
+else
+  cmake --build "$BUILD_DIR"
+  echo "setup: built $BUILD_DIR/trainer/muonrun"
+fi
 
 # The fuzz targets: clang with sanitizers, no LibTorch (tests/fuzz/).
 if [ "$FUZZ" = 1 ]; then
