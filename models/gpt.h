@@ -30,42 +30,12 @@
 
 #include <torch/torch.h>
 
-#include "models/mix_norm.h"
+#include "models/casted_linear.h"
+#include "models/elementwise_ops.h"
 #include "models/model_config.h"
+#include "models/rotary.h"
 
 namespace muonrun {
-
-// Vocabulary rounded up to a multiple of `vocab_multiple` (50257 -> 50304).
-int64_t padded_vocab(const ModelConfig& config);
-
-// The network's element-wise steps, either as fused autograd ops
-// (models/fused_rms_norm.h, qk_norm_rotary.h, relu_square.h, mix_norm.h) or,
-// with `fused` false, as the composite LibTorch ops below (the reference the
-// fused ops are tested against).
-struct ElementwiseOps {
-  bool fused = false;
-
-  torch::Tensor norm(const torch::Tensor& x) const;
-  // q or k [B, T, H, D] -> rotary(rms_norm(.)) as [B, H, T, D] for attention.
-  torch::Tensor qk_norm_rotary(const torch::Tensor& x, const torch::Tensor& cos,
-                               const torch::Tensor& sin) const;
-  torch::Tensor relu_square(const torch::Tensor& x) const;
-  // A block's input: x = l0 * (x_in + s * skip) + l1 * x0, where skip (with
-  // weight s, a 0-dim tensor) is the U-net's skip connection or undefined;
-  // returns x and its norm.
-  MixNorm block_input(const torch::Tensor& x_in, const torch::Tensor& x0, const torch::Tensor& lambdas,
-                      const torch::Tensor& skip, const torch::Tensor& skip_weight) const;
-  // x + y and its norm.
-  MixNorm add_norm(const torch::Tensor& x, const torch::Tensor& y) const;
-};
-
-// A bias-free linear layer whose fp32 weight is cast to the input's dtype.
-struct CastedLinearImpl : torch::nn::Module {
-  CastedLinearImpl(int64_t in, int64_t out, bool zero_init);
-  torch::Tensor forward(const torch::Tensor& x);
-  torch::Tensor weight;
-};
-TORCH_MODULE(CastedLinear);
 
 struct AttentionImpl : torch::nn::Module {
   explicit AttentionImpl(const ModelConfig& config);
@@ -133,18 +103,9 @@ struct GPTImpl : torch::nn::Module {
 };
 TORCH_MODULE(GPT);
 
-// RMS normalisation over the last dimension without a learned weight,
-// computed in fp32 (double for double: the tests' float64 references) and
-// returned in the input's dtype (as F.rms_norm).
-torch::Tensor rms_norm(const torch::Tensor& x);
-
 // Causal self-attention over q, k, v of shape [B, H, T, D] with scale
 // 1/sqrt(D): LibTorch's scaled_dot_product_attention, which picks the fastest
 // kernel (flash / cuDNN on Hopper, a fused CPU kernel otherwise).
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
-
-// Rotates pairs (x[..., i], x[..., i + D/2]) by the rotary angles.
-torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
-                           const torch::Tensor& sin);
 
 }  // namespace muonrun

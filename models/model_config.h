@@ -36,4 +36,9 @@ struct ModelConfig {
   Kernels kernels = Kernels::automatic;
 };
 
+// Vocabulary rounded up to a multiple of `vocab_multiple` (50257 -> 50304).
+inline int64_t padded_vocab(const ModelConfig& config) {
+  return (config.vocab_size + config.vocab_multiple - 1) / config.vocab_multiple * config.vocab_multiple;
+}
+
 }  // namespace muonrun

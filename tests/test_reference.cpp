@@ -42,64 +42,28 @@
 #include "optim/adamw.h"
 #include "optim/muon.h"
 #include "optim/schedule.h"
+#include "tests/python_reference.h"
 #include "tests/test_helpers.h"
 #include "trainer/data/text_input.h"
 #include "trainer/data/tokenizer.h"
 
 using namespace muonrun;
 namespace fs = std::filesystem;
-using Tensors = std::map<std::string, torch::Tensor>;
+using tests::fmt;
+using tests::rel_error;
+using tests::run_script;
+using tests::ScriptRun;
+using tests::Tensors;
 
 namespace {
 
-const std::string kPython = MUONRUN_PYTHON;
-const std::string kScripts = std::string(MUONRUN_SOURCE_DIR) + "/tests/reference/";
 const std::string kShared = MUONRUN_SHARED_DIR;
-
-#define REQUIRE_PYTHON()                                                                \
-  do {                                                                                  \
-    if (kPython.empty()) GTEST_SKIP() << "no Python with torch configured (MUONRUN_PYTHON)"; \
-  } while (0)
 
 #define REQUIRE_SHARED(path)                                                                  \
   do {                                                                                        \
     if (!fs::exists(path))                                                                    \
       GTEST_SKIP() << (path) << " is missing: these tests need the shared data (../shared)"; \
   } while (0)
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-struct ScriptRun {
-  int rc;
-  std::string output;  // stdout and stderr
-};
-
-// Runs tests/reference/<script> with `args` in `dir`.
-ScriptRun run_script(const std::string& script, const std::vector<std::string>& args, const fs::path& dir) {
-  const fs::path log = dir / (script + ".log");
-  std::string cmd = "cd " + quote(dir.string()) + " && " + quote(kPython) + " " + quote(kScripts + script);
-  for (const auto& a : args) cmd += " " + quote(a);
-  cmd += " > " + quote(log.string()) + " 2>&1";
-  const int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, tests::read_file(log)};
-}
-
-// ||got - ref|| / ||ref|| in float64 (||got - ref|| when ref is zero).
-double rel_error(const torch::Tensor& got, const torch::Tensor& ref) {
-  auto g = got.to(torch::kDouble), r = ref.to(torch::kDouble);
-  const double diff = (g - r).norm().item<double>(), norm = r.norm().item<double>();
-  return norm > 0 ? diff / norm : diff;
-}
-
-std::string fmt(double x) {
-  std::ostringstream s;
-  s << std::scientific << std::setprecision(2) << x;
-  return s.str();
-}
 
 // ---------------------------------------------------------------------------
 // Model
@@ -187,18 +151,6 @@ Tensors reference_gradients(const ModelCase& c, const std::vector<std::string>& 
   return load_safetensors(out).tensors;
 }
 
-// Largest per-tensor relative error over loss and gradients (and its name).
-std::pair<double, std::string> worst_error(const ModelCase& c, const Tensors& ref) {
-  std::pair<double, std::string> worst{0.0, ""};
-  for (const auto& [name, ours] : c.ours) {
-    auto it = ref.find(name);
-    if (it == ref.end()) return {INFINITY, name + " (missing)"};
-    const double e = rel_error(ours, it->second);
-    if (e > worst.first) worst = {e, name};
-  }
-  return worst;
-}
-
 // fp32 against fp32, the same PyTorch kernels under both: only the order of
 // a few operations differs (measured worst 6.6e-8 at the time of
 // writing; against a float64 reference muonrun's fp32 is off by 2.7e-6).
@@ -238,7 +190,7 @@ TEST(ReferenceModel, Float64ReferenceBoundsTheFloat32Rounding) {
   const ModelCase c = model_case("model64");
   const Tensors ref = reference_gradients(c, {"--dtype", "float64"});
   ASSERT_FALSE(ref.empty());
-  const auto [worst, name] = worst_error(c, ref);
+  const auto [worst, name] = tests::worst_error(c.ours, ref);
   EXPECT_LT(worst, kModelTolerance) << name;
   std::cout << "[ model ] fp32 muonrun vs float64 reference: worst error " << fmt(worst) << " (" << name << ")\n";
 }
@@ -251,7 +203,7 @@ TEST(ReferenceModel, NegativeControlsFailTheComparison) {
   for (const std::string mutation : {"rotary", "unet"}) {
     const Tensors ref = reference_gradients(c, {"--mutate", mutation});
     ASSERT_FALSE(ref.empty()) << mutation;
-    const auto [worst, name] = worst_error(c, ref);
+    const auto [worst, name] = tests::worst_error(c.ours, ref);
     EXPECT_GT(worst, 1000 * kModelTolerance) << "--mutate " << mutation << " still matches";
     EXPECT_GT(rel_error(c.ours.at("loss"), ref.at("loss")), 10 * kModelTolerance) << mutation;
     std::cout << "[ model ] --mutate " << mutation << ": worst error " << fmt(worst) << " (" << name

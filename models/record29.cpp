@@ -1,0 +1,181 @@
+#include "models/record29.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "models/chunked_head.h"
+#include "models/doc_window_attention.h"
+#include "models/rotary.h"
+#include "trainer/base/config_error.h"
+
+namespace muonrun {
+namespace {
+
+// The record's init of q, k, v and c_fc: U(-sqrt(3) * std, sqrt(3) * std)
+// with std = 0.5 / sqrt(dim) ("0.5 is a bit better than the default 1/sqrt(3)").
+torch::Tensor uniform_init(torch::IntArrayRef sizes, int64_t dim) {
+  const double bound = std::sqrt(3.0) * 0.5 / std::sqrt(static_cast<double>(dim));
+  return torch::empty(sizes).uniform_(-bound, bound);
+}
+
+std::vector<std::string> words(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<std::string> out;
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+void check_count(const std::vector<std::string>& tokens, int64_t layers, const std::string& key,
+                 const std::string& text) {
+  if (static_cast<int64_t>(tokens.size()) != layers)
+    throw ConfigError(fmt::format("{}: '{}' names {} layers, the model has {}", key, text, tokens.size(), layers));
+}
+
+}  // namespace
+
+std::vector<LayerWindow> parse_window_pattern(const std::string& text, int64_t layers, const std::string& key) {
+  const auto tokens = words(text);
+  check_count(tokens, layers, key, text);
+  std::vector<LayerWindow> out;
+  for (const auto& t : tokens) {
+    if (t == "L") out.push_back(LayerWindow::long_window);
+    else if (t == "S") out.push_back(LayerWindow::short_window);
+    else if (t == "-") out.push_back(LayerWindow::none);
+    else throw ConfigError(fmt::format("{}: '{}' is not L (long window), S (short window) or - (no attention)", key, t));
+  }
+  return out;
+}
+
+std::vector<int> parse_value_embed_pattern(const std::string& text, int64_t layers, const std::string& key) {
+  const auto tokens = words(text);
+  check_count(tokens, layers, key, text);
+  std::vector<int> out;
+  for (const auto& t : tokens) {
+    if (t == "-") out.push_back(-1);
+    else if (t == "0" || t == "1" || t == "2") out.push_back(t[0] - '0');
+    else throw ConfigError(fmt::format("{}: '{}' is not a value-embedding table (0, 1, 2) or - (none)", key, t));
+  }
+  return out;
+}
+
+// --- Attention ----------------------------------------------------------------
+Attention29Impl::Attention29Impl(const Record29Config& config)
+    : heads(config.heads), head_dim(config.head_dim), gate_dim(config.gate_dim), scale(config.attn_scale) {
+  const int64_t dim = config.dim;
+  // q, k, v, o stacked: one parameter, the four orthogonalised separately by Muon.
+  auto w = uniform_init({4, dim, dim}, dim);
+  w[3].zero_();  // the output projection starts at zero
+  qkvo_w = register_parameter("qkvo_w", w);
+  attn_gate = register_module("attn_gate", CastedLinear(gate_dim, heads, /*zero_init=*/true));
+}
+
+torch::Tensor Attention29Impl::forward(const torch::Tensor& x, const torch::Tensor& ve, const torch::Tensor& sa,
+                                       const torch::Tensor& cu_seqlens, int64_t window, const torch::Tensor& cos,
+                                       const torch::Tensor& sin, const ElementwiseOps& ops) {
+  const int64_t T = x.size(0), dim = qkvo_w.size(1);
+  const auto dtype = x.scalar_type();
+  auto qkv = torch::nn::functional::linear(x, qkvo_w.narrow(0, 0, 3).reshape({3 * dim, dim}).to(dtype));
+  auto parts = qkv.view({T, 3 * heads, head_dim}).chunk(3, 1);
+  // QK-norm, then rotary in fp32 on the normed values.
+  auto rotate = [&](const torch::Tensor& t) {
+    return apply_rotary(ops.norm(t).to(torch::kFloat), cos, sin).to(dtype);
+  };
+  auto q = rotate(parts[0]), k = rotate(parts[1]);
+  const auto l = sa.to(dtype);
+  auto v = ve.defined() ? l[0] * parts[2] + l[1] * ve.view({T, heads, head_dim}) : l[0] * parts[2];
+  auto y = doc_window_attention(q, k, v, cu_seqlens, window, scale);  // [T, heads, head_dim]
+  // The sparse attention gate: per head, from the first gate_dim channels.
+  auto gate = torch::sigmoid(attn_gate(x.narrow(1, 0, gate_dim)));  // [T, heads]
+  y = (y * gate.unsqueeze(-1)).reshape({T, heads * head_dim});
+  return torch::nn::functional::linear(y, qkvo_w[3].to(dtype));
+}
+
+// --- MLP and block --------------------------------------------------------------
+Mlp29Impl::Mlp29Impl(int64_t dim) {
+  // Both stored [dim, 4 dim] ("the optimizer sorts params by shape").
+  c_fc = register_parameter("c_fc", uniform_init({dim, 4 * dim}, dim));
+  c_proj = register_parameter("c_proj", torch::zeros({dim, 4 * dim}));
+}
+
+torch::Tensor Mlp29Impl::forward(const torch::Tensor& x, const ElementwiseOps& ops) {
+  const auto dtype = x.scalar_type();
+  auto h = ops.relu_square(torch::matmul(x, c_fc.to(dtype)));
+  return torch::nn::functional::linear(h, c_proj.to(dtype));
+}
+
+Block29Impl::Block29Impl(const Record29Config& config, bool attention) {
+  if (attention) attn = register_module("attn", Attention29(config));
+  mlp = register_module("mlp", Mlp29(config.dim));
+}
+
+// --- The model --------------------------------------------------------------------
+Record29Impl::Record29Impl(Record29Config model_config) : config(std::move(model_config)) {
+  const int64_t L = config.layers, dim = config.dim, vocab = config.vocab_padded;
+  TORCH_CHECK(config.heads * config.head_dim == dim, "record 29's attention needs heads x head_dim == dim, got ",
+              config.heads, " x ", config.head_dim, " and ", dim);
+  TORCH_CHECK(static_cast<int64_t>(config.windows.size()) == L && static_cast<int64_t>(config.value_embed.size()) == L,
+              "record 29: one window and one value-embedding entry per layer");
+  TORCH_CHECK(config.gate_dim <= dim, "the attention gate reads ", config.gate_dim, " of ", dim, " channels");
+  embed = register_module("embed", torch::nn::Embedding(vocab, dim));  // N(0, 1)
+  value_embeds = register_module("value_embeds", torch::nn::ModuleList());
+  for (int k = 0; k < 3; ++k) value_embeds->push_back(torch::nn::Embedding(vocab, dim));
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < L; ++i) blocks->push_back(Block29(config, config.windows[i] != LayerWindow::none));
+  lm_head = register_module("lm_head", CastedLinear(dim, vocab, /*zero_init=*/true));
+  scalars = register_parameter(
+      "scalars", torch::cat({torch::ones({L}), torch::tensor({1.0f, 0.0f}).repeat({L}),
+                             torch::tensor({0.5f, 0.5f}).repeat({L}), torch::ones({config.scalar_padding})}));
+}
+
+torch::Tensor Record29Impl::hidden_states(const torch::Tensor& inputs, const torch::Tensor& cu_seqlens,
+                                          int64_t long_window, int64_t short_window) {
+  const ElementwiseOps ops{config.fused_kernels};
+  const int64_t L = config.layers, n = L / 2, T = inputs.size(0);
+  auto [cos, sin] = half_truncated_rotary_tables(T, config.head_dim, inputs.device());
+  cos = cos.unsqueeze(1);  // [T, 1, head_dim / 2]: every head alike
+  sin = sin.unsqueeze(1);
+  std::vector<torch::Tensor> ve(3);
+  for (int k = 0; k < 3; ++k)
+    ve[k] = value_embeds[k]->as<torch::nn::Embedding>()->forward(inputs).to(compute_dtype);
+  auto skip_weights = scalars.narrow(0, 0, L);
+  auto lambdas = scalars.narrow(0, L, 2 * L).view({L, 2});
+  auto sa_lambdas = scalars.narrow(0, 3 * L, 2 * L).view({L, 2});
+
+  auto x = ops.norm(embed(inputs).to(compute_dtype));
+  const auto x0 = x;
+  std::vector<torch::Tensor> skips;
+  for (int64_t i = 0; i < L; ++i) {
+    auto& block = *blocks[i]->as<Block29>();
+    if (i >= n) {  // U-net: the decoder half adds the encoder's outputs, last in first out
+      x = x + skip_weights[i - n].to(compute_dtype) * skips.back();
+      skips.pop_back();
+    }
+    const auto l = lambdas[i].to(compute_dtype);
+    x = l[0] * x + l[1] * x0;
+    if (block.attn) {
+      const int64_t window = config.windows[i] == LayerWindow::long_window ? long_window : short_window;
+      const int table = config.value_embed[i];
+      x = x + block.attn->forward(ops.norm(x), table >= 0 ? ve[table] : torch::Tensor(), sa_lambdas[i],
+                                  cu_seqlens, window, cos, sin, ops);
+    }
+    x = x + block.mlp->forward(ops.norm(x), ops);
+    if (i < n) skips.push_back(x);
+  }
+  return ops.norm(x);
+}
+
+torch::Tensor Record29Impl::loss(const torch::Tensor& inputs, const torch::Tensor& targets,
+                                 const torch::Tensor& cu_seqlens, int64_t long_window, int64_t short_window) {
+  TORCH_CHECK(inputs.dim() == 1 && targets.sizes() == inputs.sizes(),
+              "record 29 trains on one packed sequence: inputs and targets [T]");
+  auto h = hidden_states(inputs, cu_seqlens, long_window, short_window);
+  // 30 sigmoid(z / 7.5) is the soft-cap 15 shifted by 15: the same cross-entropy.
+  const int64_t vocab = lm_head->weight.size(0);
+  const int64_t chunk_tokens = std::max<int64_t>(1, (int64_t{1} << 26) / vocab);
+  auto mean = chunked_head_loss(h, lm_head->weight, targets, /*softcap=*/15.0, chunk_tokens, config.fused_kernels);
+  return is_training() ? mean * static_cast<double>(inputs.size(0)) : mean;
+}
+
+}  // namespace muonrun

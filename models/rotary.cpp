@@ -1,0 +1,34 @@
+#include "models/rotary.h"
+
+namespace muonrun {
+
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
+                           const torch::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  auto x1 = x.narrow(-1, 0, half);
+  auto x2 = x.narrow(-1, half, half);
+  auto y1 = x1 * cos + x2 * sin;
+  auto y2 = x2 * cos - x1 * sin;
+  return torch::cat({y1, y2}, -1).to(x.scalar_type());
+}
+
+std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_dim, double base,
+                                                      torch::ScalarType dtype, torch::Device device) {
+  const int64_t D = head_dim;
+  auto opts = torch::TensorOptions().dtype(torch::kFloat).device(device);
+  auto inv_freq = 1.0 / torch::pow(base, torch::arange(0, D, 2, opts) / D);
+  auto freqs = torch::outer(torch::arange(T, opts), inv_freq);
+  return {freqs.cos().to(dtype), freqs.sin().to(dtype)};
+}
+
+std::pair<torch::Tensor, torch::Tensor> half_truncated_rotary_tables(int64_t T, int64_t head_dim,
+                                                                     torch::Device device) {
+  TORCH_CHECK(head_dim % 4 == 0, "half-truncated rotary needs head_dim divisible by 4, got ", head_dim);
+  auto opts = torch::TensorOptions().dtype(torch::kFloat).device(device);
+  const int64_t rotating = head_dim / 4;
+  auto freq = torch::cat({torch::pow(1.0 / 1024, torch::linspace(0, 1, rotating, opts)), torch::zeros({rotating}, opts)});
+  auto theta = torch::outer(torch::arange(T, opts), freq);
+  return {theta.cos(), theta.sin()};
+}
+
+}  // namespace muonrun

@@ -1,0 +1,27 @@
+// Rotary position embeddings (Su et al. 2021, arXiv:2104.09864) as the
+// speedrun applies them: the pairs (x[..., i], x[..., i + D/2]) of each head
+// are rotated by angle t * freq_i at position t. The frequency tables:
+//   rotary_tables                 record 11: freq_i = base^(-2i/D), in the compute dtype
+//   half_truncated_rotary_tables  record 29 (KellerJordan/modded-nanogpt,
+//       2025-09-03_FA3, Rotary): freq_i = (1/1024)^(i/(D/4-1)) for the first
+//       D/4 pairs, 0 for the other D/4 (those pairs do not rotate), in fp32
+#pragma once
+
+#include <torch/torch.h>
+
+#include <utility>
+
+namespace muonrun {
+
+// Rotates pairs (x[..., i], x[..., i + D/2]) by the rotary angles.
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
+                           const torch::Tensor& sin);
+
+
+// cos and sin of t * freq_i for positions t < T: [T, D/2] each, in `dtype`.
+std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_dim, double base,
+                                                      torch::ScalarType dtype, torch::Device device);
+std::pair<torch::Tensor, torch::Tensor> half_truncated_rotary_tables(int64_t T, int64_t head_dim,
+                                                                     torch::Device device);
+
+}  // namespace muonrun
