@@ -329,3 +329,54 @@ TEST(Prepare, MatchesPythonReferenceEncoder) {
       << "first difference at token " << diff.first - ours.begin() << ": ours " << *diff.first
       << ", reference " << *diff.second;
 }
+
+// --split-docs: each paragraph of a .txt file (lines up to a blank line) is a
+// document; .jsonl documents are left whole.
+TEST(Prepare, SplitDocsMakesADocumentOfEachParagraph) {
+  fs::path dir = scratch_dir("split_docs");
+  const std::string text =
+      "\n \nFirst: line one\nline two\n\n\n \t \nSecond\r\nstill second\r\n\r\n"
+      "  indented third\nthird, no newline at the end";
+  const std::vector<std::string> paragraphs = {"First: line one\nline two",
+                                               "Second\r\nstill second",
+                                               "  indented third\nthird, no newline at the end"};
+  write_file(dir / "a.txt", text);
+  ASSERT_EQ(run("gzip -c " + (dir / "a.txt").string() + " > " + (dir / "a.txt.gz").string()), 0);
+  const std::string whole = "one\n\ntwo\n";
+  write_file(dir / "b.jsonl", jsonl({whole}));
+  write_file(dir / "blank.txt", "\n \n\n");
+  PrepareOptions o = options_for(dir, {(dir / "a.txt").string(), (dir / "b.jsonl").string(),
+                                       (dir / "blank.txt").string(), (dir / "a.txt.gz").string()});
+  o.split_docs = true;
+  PrepareSummary s = run_prepare(o);
+  std::vector<std::string> all = paragraphs;
+  all.push_back(whole);
+  all.insert(all.end(), paragraphs.begin(), paragraphs.end());
+  EXPECT_EQ(read_split(o.out_dir, "train"), expected_tokens(all));
+  EXPECT_EQ(s.documents, 7);
+}
+
+// The flag through the command line, on Shakespeare, against the paragraphs
+// found here line by line.
+TEST(Prepare, SplitDocsFromTheCommandLine) {
+  fs::path dir = scratch_dir("split_docs_cli");
+  const std::string shakespeare = kShared + "/data/tinyshakespeare.txt";
+  std::vector<std::string> paragraphs(1);
+  std::istringstream lines(tests::read_file(shakespeare));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find_first_not_of(" \t\r") != std::string::npos)
+      paragraphs.back() += (paragraphs.back().empty() ? "" : "\n") + line;
+    else if (!paragraphs.back().empty())
+      paragraphs.emplace_back();
+  }
+  if (paragraphs.back().empty()) paragraphs.pop_back();
+  ASSERT_GT(paragraphs.size(), 7000u);
+
+  fs::path out = dir / "out";
+  ASSERT_EQ(run(std::string(MUONRUN_BINARY) + " prepare --split-docs --input " + shakespeare +
+                " --out " + out.string() + " --vocab " + kVocabDir + " > " +
+                (dir / "log.txt").string() + " 2>&1"),
+            0)
+      << tests::read_file(dir / "log.txt");
+  EXPECT_EQ(read_split(out, "train"), expected_tokens(paragraphs));
+}

@@ -11,6 +11,9 @@ namespace muonrun {
 struct DataConfig {
   std::string train = "data/fineweb10B/fineweb_train_*.bin";
   std::string val = "data/fineweb10B/fineweb_val_*.bin";
+  // Document-aligned batches cut each document to this many tokens
+  // (record 29's train_max_seq_len, 2048).
+  int64_t max_doc_tokens = 2048;
 };
 
 }  // namespace muonrun

@@ -1,28 +1,14 @@
 // The data-parallel loader: shard bookkeeping, batch slicing, wrap-around.
 #include "trainer/data/data_loader.h"
 
-#include <glob.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <stdexcept>
 
+#include "trainer/data/shard_glob.h"
+
 namespace muonrun {
-namespace {
-
-std::vector<std::string> glob_sorted(const std::string& pattern) {
-  glob_t g{};
-  int rc = ::glob(pattern.c_str(), 0, nullptr, &g);
-  std::vector<std::string> files(g.gl_pathv, g.gl_pathv + g.gl_pathc);
-  ::globfree(&g);
-  if (rc == GLOB_NOMATCH || (rc == 0 && files.empty()))
-    throw std::runtime_error("data: no files match '" + pattern + "'");
-  if (rc != 0) throw std::runtime_error("data: cannot list the files matching '" + pattern + "'");
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
-}  // namespace
 
 DataLoader::DataLoader(const std::string& pattern, int64_t micro_batch, int64_t seq_len, int rank,
                        int world, int64_t vocab_size)
@@ -46,7 +32,7 @@ DataLoader::DataLoader(const std::string& pattern, int64_t micro_batch, int64_t 
   global_tokens_ = local_tokens_ * world;
 
   int64_t largest = 0, total = 0;
-  std::vector<std::string> files = glob_sorted(pattern);
+  std::vector<std::string> files = glob_shards(pattern);
   for (const std::string& file : files) {
     ShardReader shard(file);
     largest = std::max(largest, shard.num_tokens());

@@ -45,8 +45,13 @@ struct Job {
 
 class Pipeline {
  public:
-  Pipeline(const std::vector<std::string>& files, const Tokenizer& tokenizer, int workers)
-      : files_(files), tokenizer_(tokenizer), workers_(workers), max_in_flight_(2 * workers + 2) {}
+  Pipeline(const std::vector<std::string>& files, bool split_docs, const Tokenizer& tokenizer,
+           int workers)
+      : files_(files),
+        split_docs_(split_docs),
+        tokenizer_(tokenizer),
+        workers_(workers),
+        max_in_flight_(2 * workers + 2) {}
 
   // Calls consume(job) on this thread for every job, in input order.
   void run(const std::function<void(const Job&)>& consume) {
@@ -92,7 +97,7 @@ class Pipeline {
       return true;
     };
     for (size_t f = 0; f < files_.size(); ++f) {
-      TextReader reader(files_[f]);
+      TextReader reader(files_[f], split_docs_);
       job.file = f;
       std::string doc;
       while (reader.next(doc)) {
@@ -160,6 +165,7 @@ class Pipeline {
   }
 
   const std::vector<std::string>& files_;
+  const bool split_docs_;
   const Tokenizer& tokenizer_;
   const int workers_;
   const int64_t max_in_flight_;  // jobs cut but not yet written: bounds memory
@@ -264,7 +270,7 @@ PrepareSummary run_prepare(const PrepareOptions& options) {
   spdlog::info("prepare: {} files, {:.1f} MB, {} tokenizer threads", files.size(),
                total_bytes / 1e6, options.threads);
   Progress progress("prepare", total_bytes / 1e6, "MB");
-  Pipeline(files, tokenizer, options.threads).run([&](const Job& job) {
+  Pipeline(files, options.split_docs, tokenizer, options.threads).run([&](const Job& job) {
     const uint16_t* tokens = job.tokens.data();
     size_t n = job.tokens.size();
     if (job.file < options.val_inputs.size()) {

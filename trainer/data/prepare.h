@@ -16,6 +16,9 @@ struct PrepareOptions {
   std::vector<std::string> val_inputs;  // validation text, if kept apart
   std::string out_dir;
   std::string vocab_dir = "data/gpt2";  // holds encoder.json and vocab.bpe
+  // .txt inputs: a document per paragraph (lines up to a blank line) instead
+  // of one per file, for document-aligned batches (TextReader).
+  bool split_docs = false;
   int64_t shard_tokens = 100'000'000;
   // Without val_inputs: the first val_tokens tokens of the input stream go to
   // val (as llm.c does for tinyshakespeare); 0 = no validation split.

@@ -1,5 +1,6 @@
 // Reading corpora: a byte stream that undoes xz/gzip compression, and on top
-// of it the framing of documents (whole .txt file, or JSONL lines).
+// of it the framing of documents (whole .txt file, its paragraphs, or JSONL
+// lines).
 #include "trainer/data/text_input.h"
 
 #include <fcntl.h>
@@ -186,8 +187,8 @@ class ByteStream {
 void check_text_input_name(const std::string& path) { parse_name(path); }
 
 struct TextReader::Impl {
-  Impl(const std::string& path, InputName name)
-      : path(path), jsonl(name.jsonl), stream(path, name.compression) {}
+  Impl(const std::string& path, InputName name, bool paragraphs)
+      : path(path), jsonl(name.jsonl), paragraphs(paragraphs), stream(path, name.compression) {}
 
   // The whole (remaining) content: a .txt document.
   void read_all(std::string& text) {
@@ -230,10 +231,33 @@ struct TextReader::Impl {
     }
   }
 
+  static bool blank(std::string_view line) {
+    return line.find_first_not_of(" \t\r") == std::string_view::npos;
+  }
+
+  bool next_paragraph(std::string& text) {
+    text.clear();
+    std::string_view line;
+    while (read_line(line)) {
+      if (blank(line)) {
+        if (text.empty()) continue;
+        break;
+      }
+      if (!text.empty()) text += '\n';
+      text.append(line);
+      if (text.size() > kMaxDocumentBytes)
+        throw std::runtime_error(path + ":" + std::to_string(line_no) +
+                                 ": paragraph larger than 1 GiB");
+    }
+    // The last line's CR of a CRLF file is its line end, not text.
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    return !text.empty();
+  }
+
   bool next_jsonl(std::string& text) {
     std::string_view line;
     while (read_line(line)) {
-      if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      if (blank(line)) continue;
       std::string where = path + ":" + std::to_string(line_no);
       if (!json::extract_string_member(line, "text", where, text))
         throw std::runtime_error(where + ": JSON object has no \"text\" member");
@@ -244,6 +268,7 @@ struct TextReader::Impl {
 
   std::string path;
   bool jsonl;
+  bool paragraphs;  // .txt: a document per paragraph
   ByteStream stream;
   std::string buffer;  // lines not yet returned start at `start`
   size_t start = 0;
@@ -252,13 +277,14 @@ struct TextReader::Impl {
   bool txt_done = false;
 };
 
-TextReader::TextReader(const std::string& path)
-    : impl_(std::make_unique<Impl>(path, parse_name(path))) {}
+TextReader::TextReader(const std::string& path, bool split_at_blank_lines)
+    : impl_(std::make_unique<Impl>(path, parse_name(path), split_at_blank_lines)) {}
 
 TextReader::~TextReader() = default;
 
 bool TextReader::next(std::string& text) {
   if (impl_->jsonl) return impl_->next_jsonl(text);
+  if (impl_->paragraphs) return impl_->next_paragraph(text);
   if (impl_->txt_done) return false;
   impl_->read_all(text);
   impl_->txt_done = true;

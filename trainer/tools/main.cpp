@@ -63,6 +63,9 @@ int main(int argc, char** argv) {
   prepare_cmd->add_option("--vocab", prepare.vocab_dir, "directory with encoder.json, vocab.bpe")
       ->capture_default_str();
   prepare_cmd->add_option("--threads", prepare.threads, "tokenizer threads")->capture_default_str();
+  prepare_cmd->add_flag("--split-docs", prepare.split_docs,
+                        ".txt inputs: a document per paragraph (lines up to a blank line), "
+                        "not one per file");
 
   ConfigOptions train_config;
   TrainOptions train;
