@@ -17,7 +17,9 @@ AdamW::AdamW(std::vector<AdamWGroup> groups, const AdamConfig& config)
   }
 }
 
-bool AdamW::fused() const { return config_.bias_correction && config_.zero_init && !config_.nested; }
+bool AdamW::fused() const {
+  return config_.bias_correction && config_.zero_init && !config_.nested && !config_.eps_before_bias_correction;
+}
 
 std::map<std::string, int64_t> AdamW::host_steps() const {
   std::map<std::string, int64_t> out;
@@ -39,6 +41,7 @@ double AdamW::correction2(int64_t t) const {
 }
 
 torch::Tensor AdamW::denominator(const ParamState& s, int64_t t, double eps) const {
+  if (config_.eps_before_bias_correction) return s.exp_avg_sq.sqrt().add_(eps).div_(std::sqrt(correction2(t)));
   return (s.exp_avg_sq.sqrt() / std::sqrt(correction2(t))).add_(eps);
 }
 

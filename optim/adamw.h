@@ -11,6 +11,11 @@
 //   nested = true             v as above, then s = b1 s + (1-b1) g / (sqrt(v^) + eps)
 //                             and W = W - lr s^ (s^ = s/(1-b1^t) with bias correction)
 //   per-group eps
+//   eps_before_bias_correction = true
+//                             W = W - lr sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps),
+//                             i.e. eps / sqrt(1-b2^t) in place of eps above: the
+//                             DistAdam of KellerJordan/modded-nanogpt record 29
+//                             (records/track_1_short/2025-09-03_FA3/train_gpt.py)
 // The first step of the four bias-correction x zero-init combinations is then
 // lr x sign(g1) x (1, (1-b1)/sqrt(1-b2), sqrt(1-b2)/(1-b1), 1) up to eps
 // (in the order BC+ZI, no BC+ZI, BC+no ZI, no BC+no ZI).
@@ -19,7 +24,7 @@
 // into advance() (the moments), dual_norms() and apply() with any backup norm.
 //
 // step() with the default arithmetic (bias correction, zero init, no
-// nesting) runs LibTorch's fused multi-tensor AdamW (at::_fused_adamw_, the
+// nesting, eps after bias correction) runs LibTorch's fused multi-tensor AdamW (at::_fused_adamw_, the
 // kernel of torch.optim.AdamW(fused=True), on the CPU and CUDA): one kernel
 // per group instead of several per parameter, and a device-side skip (its
 // found_inf) for steps with non-finite gradients. Step counts live on the
@@ -90,7 +95,7 @@ class AdamW {
   // Bias corrections 1-b^t after t steps (1 when switched off).
   double correction1(int64_t t) const;
   double correction2(int64_t t) const;
-  // sqrt(v^) + eps
+  // sqrt(v^) + eps, or (sqrt(v) + eps) / sqrt(1-b2^t) with eps_before_bias_correction
   torch::Tensor denominator(const ParamState& s, int64_t t, double eps) const;
 
   std::vector<AdamWGroup> groups_;

@@ -38,21 +38,27 @@ double muon_dual_norm(const MuonDirection& direction, const MuonStep& step) {
   torch::NoGradGuard no_grad;
   const auto& U = direction.input;
   const double inner = (U.to(torch::kDouble) * direction.polar.to(torch::kDouble)).sum().item<double>();
-  return muon_shape_factor(U.size(0), U.size(1), step.shape) * inner;
+  return muon_shape_factor(U.size(-2), U.size(-1), step.shape) * inner;
 }
 
 void muon_apply(torch::Tensor param, const torch::Tensor& polar, const MuonStep& step, double scale) {
   torch::NoGradGuard no_grad;
   if (step.weight_decay != 0) param.mul_(1 - step.lr * step.weight_decay);
   param.add_(polar.to(param.scalar_type()),
-             -step.lr * scale * muon_shape_factor(param.size(0), param.size(1), step.shape));
+             -step.lr * scale * muon_shape_factor(param.size(-2), param.size(-1), step.shape));
 }
 
 namespace {
 
 // m x n and n x m matrices share one stack in the orientation rows <= cols,
 // the one Newton-Schulz works in.
-torch::Tensor wide(const torch::Tensor& t) { return t.size(0) > t.size(1) ? t.t() : t; }
+torch::Tensor wide(const torch::Tensor& t) { return t.size(-2) > t.size(-1) ? t.transpose(-2, -1) : t; }
+
+// The matrices of `t` ([rows, cols] or a stack [..., rows, cols]) as [k, m, n], wide.
+torch::Tensor as_stack(const torch::Tensor& t) {
+  const auto w = wide(t);
+  return w.reshape({-1, w.size(-2), w.size(-1)});
+}
 
 }  // namespace
 
@@ -60,20 +66,26 @@ std::pair<int64_t, int64_t> muon_size_class(int64_t rows, int64_t cols) {
   return {std::min(rows, cols), std::max(rows, cols)};
 }
 
+std::pair<int64_t, int64_t> muon_size_class(const torch::Tensor& t) { return muon_size_class(t.size(-2), t.size(-1)); }
+
 void muon_update_batch(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
                        const std::vector<torch::Tensor>& momenta, const MuonStep& step, const torch::Tensor& skip) {
   torch::NoGradGuard no_grad;
   TORCH_CHECK(!params.empty() && grads.size() == params.size() && momenta.size() == params.size(),
-              "muon_update_batch: one gradient and one momentum per matrix");
+              "muon_update_batch: one gradient and one momentum per parameter");
+  // A parameter that is a stack of matrices (record 29's qkvo_w [4, dim,
+  // dim]) contributes each of them to the stack: they are orthogonalised
+  // separately, as the record's batched Newton-Schulz does.
   std::vector<torch::Tensor> g, m;
+  std::vector<int64_t> counts;
   for (size_t k = 0; k < params.size(); ++k) {
-    TORCH_CHECK(muon_size_class(params[k].size(0), params[k].size(1)) ==
-                    muon_size_class(params[0].size(0), params[0].size(1)),
+    TORCH_CHECK(params[k].dim() >= 2 && muon_size_class(params[k]) == muon_size_class(params[0]),
                 "muon_update_batch: matrices of one size class only");
-    g.push_back(wide(grads[k]));
-    m.push_back(wide(momenta[k]));
+    g.push_back(as_stack(grads[k]));
+    m.push_back(as_stack(momenta[k]));
+    counts.push_back(g.back().size(0));
   }
-  auto G = torch::stack(g), M = torch::stack(m);
+  auto G = torch::cat(g), M = torch::cat(m);
   // A skipped step: the momentum moves towards itself (lerp(M, M, w) = M,
   // whatever NaN the gradient holds) and the update is the polar factor of
   // 0, which is 0; weight decay multiplies by 1.
@@ -81,9 +93,13 @@ void muon_update_batch(const std::vector<torch::Tensor>& params, const std::vect
   M.lerp_(G, 1 - step.momentum);
   auto U = step.nesterov ? G.lerp(M, step.momentum) : M;
   if (skip.defined()) U = U.masked_fill(skip, 0);
-  std::vector<torch::Tensor> wide_momenta;
-  for (const auto& t : momenta) wide_momenta.push_back(wide(t));
-  at::_foreach_copy_(wide_momenta, M.unbind(0));
+  std::vector<torch::Tensor> wide_momenta, new_momenta;
+  const auto M_parts = M.split_with_sizes(counts);
+  for (size_t k = 0; k < momenta.size(); ++k) {
+    wide_momenta.push_back(wide(momenta[k]));
+    new_momenta.push_back(M_parts[k].view(wide_momenta.back().sizes()));
+  }
+  at::_foreach_copy_(wide_momenta, new_momenta);
   // bf16 tensor cores on the GPU; fp32 on the CPU, where bf16 is slow and gains nothing.
   const auto dtype = G.is_cuda() ? torch::kBFloat16 : torch::kFloat;
   auto O = (step.exact_polar ? exact_polar(U) : newton_schulz(U, step.ns_steps, step.schedule, dtype))
@@ -94,11 +110,12 @@ void muon_update_batch(const std::vector<torch::Tensor>& params, const std::vect
   }
   // W -= lr s O, one multi-tensor add per shape factor s (a size class has
   // at most two: its wide and its tall matrices).
+  const auto O_parts = O.split_with_sizes(counts);
   std::map<double, std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>> by_factor;
   for (size_t k = 0; k < params.size(); ++k) {
-    auto& [targets, updates] = by_factor[muon_shape_factor(params[k].size(0), params[k].size(1), step.shape)];
+    auto& [targets, updates] = by_factor[muon_shape_factor(params[k].size(-2), params[k].size(-1), step.shape)];
     targets.push_back(wide(params[k]));
-    updates.push_back(O[k]);
+    updates.push_back(O_parts[k].view(targets.back().sizes()));
   }
   for (auto& [factor, lists] : by_factor) at::_foreach_add_(lists.first, lists.second, -step.lr * factor);
 }
@@ -114,7 +131,7 @@ Muon::Muon(std::vector<NamedParam> params, const MuonConfig& config, std::vector
   TORCH_CHECK(owned.size() == params_.size(), "Muon: one ownership flag per matrix");
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& p = params_[i];
-    TORCH_CHECK(p.tensor.dim() == 2, "Muon handles matrices only; ", p.name, " has ",
+    TORCH_CHECK(p.tensor.dim() >= 2, "Muon handles matrices and stacks of matrices only; ", p.name, " has ",
                 p.tensor.dim(), " dimensions");
     if (owned[i]) momentum_[p.name] = torch::zeros_like(p.tensor);
   }
@@ -131,7 +148,7 @@ void Muon::update(const std::vector<size_t>& indices, const std::vector<torch::T
   std::vector<std::pair<std::pair<int64_t, int64_t>, std::vector<size_t>>> classes;
   for (size_t k = 0; k < indices.size(); ++k) {
     const auto& t = params_.at(indices[k]).tensor;
-    const auto key = muon_size_class(t.size(0), t.size(1));
+    const auto key = muon_size_class(t);
     auto it = std::find_if(classes.begin(), classes.end(), [&](const auto& c) { return c.first == key; });
     if (it == classes.end()) it = classes.insert(classes.end(), {key, {}});
     it->second.push_back(k);

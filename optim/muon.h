@@ -1,6 +1,6 @@
 // Muon (KellerJordan/Muon; K. Jordan et al., "Muon: An optimizer for hidden
 // layers in neural networks", blog post, 2024): momentum, then
-// orthogonalisation, for the 2-D hidden matrices. One update of a matrix W with gradient G:
+// orthogonalisation, for the hidden matrices. One update of a matrix W with gradient G:
 //   M = mu M + (1-mu) G                      (EMA momentum)
 //   U = (1-mu) G + mu M   if Nesterov, else M
 //   O = polar(U)                             Newton-Schulz (bf16 on CUDA, fp32 on
@@ -11,6 +11,14 @@
 // steepest-descent variants scale it, optim/steepest_descent.h). s O is the
 // LMO of the norm ||.||_{2->2} / s, whose dual norm s <U, O> is the nuclear
 // norm of U (times s) when O is the exact polar factor.
+//
+// A parameter may also be a stack [..., rows, cols] of matrices (record 29's
+// qkvo_w [4, dim, dim], KellerJordan/modded-nanogpt
+// records/track_1_short/2025-09-03_FA3/train_gpt.py): each matrix of the
+// stack is orthogonalised separately and s is that of the last two
+// dimensions, as the record's batched Newton-Schulz and its
+// max(1, p.size(-2) / p.size(-1)) ** 0.5; the stack keeps one momentum
+// buffer of its own shape and is one unit for ownership (optim/step_plan.h).
 #pragma once
 
 #include <torch/torch.h>
@@ -69,8 +77,11 @@ void muon_update(torch::Tensor param, const torch::Tensor& grad, torch::Tensor& 
 // (min, max) of a matrix's sides: m x n and n x m matrices share a
 // Newton-Schulz batch (the tall ones transposed).
 std::pair<int64_t, int64_t> muon_size_class(int64_t rows, int64_t cols);
+// The same for a parameter's last two dimensions (a matrix or a stack of them).
+std::pair<int64_t, int64_t> muon_size_class(const torch::Tensor& t);
 
-// muon_update for matrices of one size class at once: the momenta advance
+// muon_update for parameters of one size class at once (matrices or stacks
+// of them, whose matrices all join the stack): the momenta advance
 // on one stack and Newton-Schulz runs once over the stack, so that a step
 // launches a few dozen kernels per size class instead of as many per
 // matrix. `momenta[k]` is updated in place. `skip`: undefined, or a 0-dim

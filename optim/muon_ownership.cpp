@@ -3,22 +3,23 @@
 #include <algorithm>
 #include <map>
 #include <numeric>
+#include <tuple>
 
 namespace muonrun {
 
 double newton_schulz_flops(const MatrixShape& shape, int64_t steps) {
   const double m = static_cast<double>(std::min(shape.rows, shape.cols));
   const double n = static_cast<double>(std::max(shape.rows, shape.cols));
-  return static_cast<double>(steps) * (4 * m * m * n + 2 * m * m * m);
+  return static_cast<double>(shape.count) * static_cast<double>(steps) * (4 * m * m * n + 2 * m * m * m);
 }
 
 MuonOwnership plan_muon_ownership(const std::vector<MatrixShape>& matrices, int world, int64_t ns_steps) {
   // Group by size class: a shard's slots must have equal element counts, and
   // an m x n matrix costs the same as its transpose.
-  std::map<std::pair<int64_t, int64_t>, std::vector<int>> groups;
+  std::map<std::tuple<int64_t, int64_t, int64_t>, std::vector<int>> groups;
   for (size_t i = 0; i < matrices.size(); ++i) {
     const auto& s = matrices[i];
-    groups[{std::min(s.rows, s.cols), std::max(s.rows, s.cols)}].push_back(static_cast<int>(i));
+    groups[{s.count, std::min(s.rows, s.cols), std::max(s.rows, s.cols)}].push_back(static_cast<int>(i));
   }
   // Costliest size class first, so the partial shards of cheaper classes fill in.
   std::vector<std::vector<int>> ordered;

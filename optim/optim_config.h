@@ -66,7 +66,8 @@ static_assert(choices_in_enum_order(kBackupNormChoices));
 
 struct ScheduleConfig {
   int64_t warmup_steps = 0;
-  double cooldown_frac = 0.3;  // linear decay to 0 over this final fraction
+  double cooldown_frac = 0.3;   // linear decay over this final fraction of the steps
+  double cooldown_floor = 0.0;  // the decay's end (record 29: 0.1)
 };
 
 struct AdamConfig {
@@ -82,6 +83,11 @@ struct AdamConfig {
   bool bias_correction = true;  // divide m by 1-b1^t and v by 1-b2^t
   bool zero_init = true;        // m0 = v0 = 0; false: m0 = g1, v0 = g1^2
   bool nested = false;          // step EMA_b1(g / (sqrt(v) + eps)) instead of m / (sqrt(v) + eps)
+  // Record 29's DistAdam: eps joins sqrt(v) before the bias correction,
+  // lr sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps), where torch.optim.AdamW
+  // (and the default) take lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps). Off
+  // the fused kernel: the step counts are read on the host.
+  bool eps_before_bias_correction = false;
   // Epsilon of each group; 0: `eps`.
   double embed_eps = 0;
   double head_eps = 0;

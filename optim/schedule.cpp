@@ -7,9 +7,12 @@ namespace muonrun {
 
 double lr_multiplier(int64_t step, int64_t total, const ScheduleConfig& schedule) {
   if (step < schedule.warmup_steps) return static_cast<double>(step + 1) / schedule.warmup_steps;
-  const auto cooldown = static_cast<int64_t>(std::llround(schedule.cooldown_frac * total));
-  if (cooldown == 0 || step < total - cooldown) return 1.0;
-  return std::max(0.0, static_cast<double>(total - step) / cooldown);
+  // Not rounded to whole steps: record 29's 0.45 x 1670 = 751.5 (x >= 1 - frac
+  // is step >= total - frac x total; w = (1 - x) / frac = (total - step) / (frac x total)).
+  const double cooldown = schedule.cooldown_frac * static_cast<double>(total);
+  if (cooldown <= 0 || static_cast<double>(step) < static_cast<double>(total) - cooldown) return 1.0;
+  const double w = std::max(0.0, static_cast<double>(total - step) / cooldown);
+  return w + (1 - w) * schedule.cooldown_floor;
 }
 
 double muon_momentum(int64_t step, const MuonConfig& muon) {

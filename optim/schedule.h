@@ -1,5 +1,5 @@
 // Learning-rate and momentum schedules of the speedrun (KellerJordan/modded-nanogpt
-// record 11, train_gpt2.py).
+// record 11, train_gpt2.py; record 29, records/track_1_short/2025-09-03_FA3/train_gpt.py).
 #pragma once
 
 #include <cstdint>
@@ -9,12 +9,18 @@
 namespace muonrun {
 
 // Multiplier of every base lr before optimizer step `step` (0-based) of
-// `total`: optional linear warm-up, constant, then linear decay to 0 over the
-// last cooldown_frac of the steps (record 11: the last 900 of 3000).
+// `total`: optional linear warm-up, constant, then a linear decay from 1 to
+// cooldown_floor over the last cooldown_frac of the steps, as the records'
+// get_lr: with x = step / total and w = (1 - x) / cooldown_frac, the
+// multiplier is w + (1 - w) cooldown_floor once x >= 1 - cooldown_frac
+// (record 11: floor 0 over the last 900 of 3000 steps, w = (3000 - step) /
+// 900; record 29: floor 0.1 over the last 0.45 of 1670 steps, a cooldown of
+// 751.5 steps).
 double lr_multiplier(int64_t step, int64_t total, const ScheduleConfig& schedule);
 
 // Muon momentum at `step`: linear from momentum_warmup_start to momentum over
-// momentum_warmup_steps (0.85 -> 0.95 over 500 steps in record 11).
+// momentum_warmup_steps (0.85 -> 0.95 over 500 steps in record 11, over 300
+// in record 29).
 double muon_momentum(int64_t step, const MuonConfig& muon);
 
 // Weight sum 1 - prod_{i<=step} mu_i of Muon's zero-initialised EMA momentum

@@ -1,6 +1,8 @@
 // The step plan (optim/step_plan.h): matrix ownership and gradient units.
 #include "optim/step_plan.h"
 
+#include <c10/util/accumulate.h>
+
 #include <algorithm>
 #include <map>
 
@@ -23,7 +25,13 @@ StepPlan plan_step(const std::vector<torch::Tensor>& params, const std::vector<N
     std::vector<size_t> by_readiness(matrices.size());
     for (size_t i = 0; i < by_readiness.size(); ++i) by_readiness[i] = matrices.size() - 1 - i;
     std::vector<MatrixShape> shapes;
-    for (size_t i : by_readiness) shapes.push_back({matrices[i].tensor.size(0), matrices[i].tensor.size(1)});
+    for (size_t i : by_readiness) {
+      // A stack [..., rows, cols] (record 29's qkvo_w) is one unit: one owner
+      // orthogonalises all its matrices, as the record's Muon does.
+      const auto& t = matrices[i].tensor;
+      const auto sizes = t.sizes();
+      shapes.push_back({t.size(-2), t.size(-1), c10::multiply_integers(sizes.begin(), sizes.end() - 2)});
+    }
     auto planned = plan_muon_ownership(shapes, ranks->world, optim.muon.ns_steps);
     MuonOwnership ownership;
     ownership.flops_per_rank = planned.flops_per_rank;

@@ -57,8 +57,7 @@ std::vector<std::vector<MatrixSlot>> StepContext::slots_by_size_class() const {
       const auto& members = plan_.ownership->shards[slot.shard].slots;
       matrix = *std::find_if(members.begin(), members.end(), [](int m) { return m >= 0; });
     }
-    const auto& t = matrices_[matrix].tensor;
-    const auto key = muon_size_class(t.size(0), t.size(1));
+    const auto key = muon_size_class(matrices_[matrix].tensor);
     auto it = std::find_if(classes.begin(), classes.end(), [&](const auto& c) { return c.first == key; });
     if (it == classes.end()) it = classes.insert(classes.end(), {key, {}});
     it->second.push_back(slot);
