@@ -64,6 +64,8 @@ void visit_config(V& v, Config& c) {
   v.section("data", [&] {
     v.text("train", c.data.train, "training shards (glob pattern)");
     v.text("val", c.data.val, "validation shards (glob pattern)");
+    v.number("max_doc_tokens", c.data.max_doc_tokens, int64_t{1}, kMaxInt,
+             "document-aligned batches: each document is cut to this many tokens, its rest unused");
   });
   v.section("train", [&] {
     v.number("steps", c.train.steps, int64_t{1}, kMaxInt, "optimizer steps");
@@ -96,7 +98,9 @@ void visit_config(V& v, Config& c) {
     v.number("warmup_steps", c.schedule.warmup_steps, int64_t{0}, kMaxInt,
              "linear lr warm-up steps");
     v.number("cooldown_frac", c.schedule.cooldown_frac, 0.0, 1.0,
-             "fraction of steps with linear decay to 0");
+             "fraction of steps with linear decay to cooldown_floor");
+    v.number("cooldown_floor", c.schedule.cooldown_floor, 0.0, 1.0,
+             "lr multiplier the cooldown ends at (record 29: 0.1)");
   });
   v.section("optim", [&] {
     v.choice("matrix_optimizer", c.optim.matrix_optimizer, kMatrixOptimizerChoices,
@@ -104,7 +108,7 @@ void visit_config(V& v, Config& c) {
     v.choice("preset", c.optim.preset, kPresetChoices,
              "named variant: sets optim.steepest.* (and shape_factor for scion)");
     v.section("adam", [&] {
-      v.number("embed_lr", c.optim.adam.embed_lr, 0.0, kInf, "token embedding lr");
+      v.number("embed_lr", c.optim.adam.embed_lr, 0.0, kInf, "token (and value) embeddings lr");
       v.number("head_lr", c.optim.adam.head_lr, 0.0, kInf, "lm_head lr");
       v.number("scalar_lr", c.optim.adam.scalar_lr, 0.0, kInf, "scalars and skip weights lr");
       v.number("beta1", c.optim.adam.beta1, 0.0, 1.0 - 1e-12, "first-moment decay");
@@ -116,6 +120,8 @@ void visit_config(V& v, Config& c) {
       v.flag("bias_correction", c.optim.adam.bias_correction, "divide m by 1-beta1^t, v by 1-beta2^t");
       v.flag("zero_init", c.optim.adam.zero_init, "m, v start at 0 (false: at g1, g1^2)");
       v.flag("nested", c.optim.adam.nested, "step = EMA_beta1(g / (sqrt(v) + eps)) (nested EMA)");
+      v.flag("eps_before_bias_correction", c.optim.adam.eps_before_bias_correction,
+             "step = lr sqrt(1-beta2^t)/(1-beta1^t) m / (sqrt(v) + eps) (record 29's Adam)");
       v.number("embed_eps", c.optim.adam.embed_eps, 0.0, kInf, "eps of the embedding (0: eps)");
       v.number("head_eps", c.optim.adam.head_eps, 0.0, kInf, "eps of lm_head (0: eps)");
       v.number("scalar_eps", c.optim.adam.scalar_eps, 0.0, kInf, "eps of the scalars (0: eps)");
