@@ -19,6 +19,7 @@
 
 #include "models/record29.h"
 #include "tests/python_reference.h"
+#include "tests/record29_small.h"
 #include "tests/test_helpers.h"
 #include "trainer/base/config_error.h"
 #include "trainer/io/safetensors.h"
@@ -30,23 +31,6 @@ using tests::Tensors;
 namespace fs = std::filesystem;
 
 namespace {
-
-// Every feature of the record at a CPU size: 6 layers (3 encoder blocks
-// pushing, 3 decoder blocks popping), all three value-embedding tables (one
-// used twice), long and short windows, a layer without attention, padding
-// in `scalars`.
-Record29Config small_config() {
-  Record29Config c;
-  c.vocab_padded = 256;
-  c.dim = 64;
-  c.heads = 2;
-  c.head_dim = 32;
-  c.layers = 6;
-  c.value_embed = parse_value_embed_pattern("0 1 2 - - 0", 6, "test");
-  c.windows = parse_window_pattern("L S S - S L", 6, "test");
-  c.scalar_padding = 2;
-  return c;
-}
 
 constexpr int64_t kLong = 48, kShort = 16;
 
@@ -93,7 +77,7 @@ struct Case {
 // config for the reference, and computes muonrun's loss and gradients.
 Case make_case(const std::string& name, bool training = true) {
   torch::manual_seed(29);
-  const Record29Config config = small_config();
+  const Record29Config config = tests::record29_small_config();
   Record29 model(config);
   randomize(model);
   if (!training) model->eval();
@@ -207,7 +191,7 @@ TEST(Record29, WeightsLoadIntoTheRecordsModuleAndBack) {
 // the zero head every other gradient is zero, and the loss of T tokens is
 // T ln(vocab) (notes of the record: "after step 1 only lm_head has moved").
 TEST(Record29, NamesShapesAndTheZeroHeadAtInit) {
-  Record29Config config = small_config();
+  Record29Config config = tests::record29_small_config();
   Record29 model(config);
   std::map<std::string, std::vector<int64_t>> expected{
       {"embed.weight", {256, 64}},          {"value_embeds.2.weight", {256, 64}},

@@ -28,6 +28,7 @@
 #include "optim/schedule.h"
 #include "optim/step_plan.h"
 #include "tests/python_reference.h"
+#include "tests/record29_small.h"
 #include "tests/test_helpers.h"
 #include "tests/thread_communicator.h"
 #include "trainer/io/safetensors.h"
@@ -38,21 +39,6 @@ using tests::Tensors;
 namespace fs = std::filesystem;
 
 namespace {
-
-// The CPU-sized record-29 model of tests/test_record29.cpp: 6 layers, all
-// three value-embedding tables, a layer without attention, padding in `scalars`.
-Record29Config small_config() {
-  Record29Config c;
-  c.vocab_padded = 256;
-  c.dim = 64;
-  c.heads = 2;
-  c.head_dim = 32;
-  c.layers = 6;
-  c.value_embed = parse_value_embed_pattern("0 1 2 - - 0", 6, "test");
-  c.windows = parse_window_pattern("L S S - S L", 6, "test");
-  c.scalar_padding = 2;
-  return c;
-}
 
 // Record 29's optimizer settings in muonrun's keys: DistAdam's base lr 0.008
 // times each parameter's lr_mul (embeddings 75, head 1, scalars 5) is
@@ -87,7 +73,7 @@ Config record29_config() {
 
 // A record-29 model whose parameters are copies of `init` (all of one model's).
 Record29 make_model(const Tensors& init) {
-  Record29 model(small_config());
+  Record29 model(tests::record29_small_config());
   torch::NoGradGuard no_grad;
   for (auto& item : model->named_parameters()) item.value().copy_(init.at(item.key()));
   return model;
@@ -106,7 +92,7 @@ Tensors weights_of(const Record29& model) {
 // Adam's eps and its placement shows.
 std::vector<Tensors> make_grads(const Tensors& init, int steps, uint64_t seed) {
   torch::manual_seed(seed);
-  const auto config = small_config();
+  const auto config = tests::record29_small_config();
   std::vector<Tensors> out(steps);
   for (int t = 0; t < steps; ++t) {
     for (const auto& [name, w] : init) {
@@ -177,7 +163,7 @@ std::pair<double, std::string> worst_displacement(const Tensors& init, const std
 
 Tensors initial_weights() {
   torch::manual_seed(29);
-  Record29 model(small_config());
+  Record29 model(tests::record29_small_config());
   return weights_of(model);
 }
 
@@ -188,7 +174,7 @@ constexpr double kTolerance = 1e-5;
 // The record's collection: hidden_matrix_params = block parameters with
 // ndim >= 2, embed_params = names with "embed", head, scalars (ndim < 2).
 TEST(Record29Optim, ParameterGroupsAreTheRecords) {
-  Record29 model(small_config());
+  Record29 model(tests::record29_small_config());
   const auto groups = group_parameters(*model);
   auto names = [](const std::vector<NamedParam>& ps) {
     std::vector<std::string> out;
@@ -353,7 +339,7 @@ TEST(Record29Optim, MuonOrthogonalisesEachMatrixOfAStack) {
 // In owner mode each qkvo_w is one unit: one rank's slot in one shard, whose
 // slots hold equal element counts.
 TEST(Record29Optim, OwnershipKeepsEachStackWhole) {
-  Record29 model(small_config());
+  Record29 model(tests::record29_small_config());
   const auto params = model->parameters();
   const auto groups = group_parameters(*model);
   std::vector<AdamWGroup> adam{{"embed", 0.6, groups.embeddings}, {"head", 0.008, groups.heads},

@@ -58,15 +58,17 @@ def newton_schulz(G):
     return X
 
 
+def groups_by_shape(params):
+    """One parameter group per shape, as both of the record's optimizers make them."""
+    params = list(params)
+    return [dict(params=[p for p in params if p.shape == size]) for size in {p.shape for p in params}]
+
+
 class Muon(torch.optim.Optimizer):
     """The record's Muon.step on one rank."""
 
     def __init__(self, params, lr=0.02, weight_decay=0.01, momentum=0.95):
-        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum)
-        params = list(params)
-        sizes = {p.shape for p in params}
-        param_groups = [dict(params=[p for p in params if p.shape == size]) for size in sizes]
-        super().__init__(param_groups, defaults)
+        super().__init__(groups_by_shape(params), dict(lr=lr, weight_decay=weight_decay, momentum=momentum))
 
     @torch.no_grad()
     def step(self):
@@ -91,11 +93,7 @@ class DistAdam(torch.optim.Optimizer):
     """The record's DistAdam.step on one rank (rank_size = the whole first dim)."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-        params = list(params)
-        sizes = {p.shape for p in params}
-        param_groups = [dict(params=[p for p in params if p.shape == size]) for size in sizes]
-        super().__init__(param_groups, defaults)
+        super().__init__(groups_by_shape(params), dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     @torch.no_grad()
     def step(self):
