@@ -5,7 +5,6 @@
 // cannot say: the offsets' form, exact resume at every step (mid-shard, at
 // shard boundaries, across epochs), and the errors.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -14,6 +13,7 @@
 #include <random>
 #include <sstream>
 
+#include "tests/reference_script.h"
 #include "tests/test_helpers.h"
 #include "trainer/data/document_loader.h"
 #include "trainer/data/shard.h"
@@ -26,7 +26,6 @@ namespace {
 
 using Tokens = std::vector<uint16_t>;
 constexpr uint16_t kBos = 50256;
-const std::string kPython = MUONRUN_PYTHON;
 
 // Documents of the given lengths, each its <|endoftext|> then random tokens
 // below it.
@@ -86,12 +85,6 @@ std::string write_val_shards(const fs::path& dir) {
   return (dir / "val_*.bin").string();
 }
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 struct Reference {
   std::vector<std::vector<int64_t>> tokens, offsets;  // [step * world + rank]
 };
@@ -100,16 +93,13 @@ struct Reference {
 // (consecutive repeats: its padding with T, a repeated 0 or T).
 Reference reference(const std::string& pattern, int64_t T, int world, int64_t max_doc, int steps,
                     bool contiguous, const fs::path& dir) {
-  const fs::path out = dir / "reference.txt", log = dir / "reference.log";
-  std::string cmd = quote(kPython) + " " +
-                    quote(std::string(MUONRUN_SOURCE_DIR) + "/tests/reference/bos_finder.py") +
-                    " --pattern " + quote(pattern) + " --tokens " + std::to_string(T) +
-                    " --world " + std::to_string(world) + " --max-seq-len " +
-                    std::to_string(max_doc) + " --steps " + std::to_string(steps) +
-                    (contiguous ? " --contiguous" : "") + " --out " + quote(out.string()) + " > " +
-                    quote(log.string()) + " 2>&1";
-  int status = std::system(cmd.c_str());
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << tests::read_file(log);
+  const fs::path out = dir / "reference.txt";
+  std::vector<std::string> args{"--pattern", pattern, "--tokens", std::to_string(T), "--world", std::to_string(world),
+                                "--max-seq-len", std::to_string(max_doc), "--steps", std::to_string(steps),
+                                "--out", out.string()};
+  if (contiguous) args.push_back("--contiguous");
+  const auto run = tests::run_script("bos_finder.py", args, dir);
+  EXPECT_EQ(run.rc, 0) << run.output;
   Reference ref;
   std::istringstream lines(tests::read_file(out));
   std::string line;
@@ -186,9 +176,6 @@ void compare_with_reference(DocumentMode mode, const std::string& pattern, int64
     EXPECT_GT(lone_last_bos, 0) << "the test should cover a zero-length last segment";
   }
 }
-
-#define REQUIRE_PYTHON() \
-  if (kPython.empty()) GTEST_SKIP() << "no Python configured (MUONRUN_PYTHON)"
 
 }  // namespace
 

@@ -120,6 +120,12 @@ Trace host_first(const Config& config, int64_t nan_step, int64_t spike_step) {
   return run.finish();
 }
 
+size_t skipped_steps(const Trace& trace) {
+  size_t n = 0;
+  for (const auto& t : trace.troubles) n += !t.empty();
+  return n;
+}
+
 // Losses equal within `loss_tolerance` (relative; 0: bit for bit), the same
 // steps skipped, and weights and optimizer state bit for bit.
 void expect_same(const Trace& a, const Trace& b, double loss_tolerance = 0) {
@@ -195,18 +201,19 @@ TEST(TrainingStep, NcclAverageOfOnesIsNotOneAt12And48Ranks) {
 TEST(TrainingStep, NcclRoundingOfMeansDoesNotSkipHealthySteps) {
   const fs::path dir = tests::scratch_dir("train_step_nccl_like");
   tests::write_pattern_shards(dir);
-  for (const std::string path : {"train.spike_zscore=3", "optim.adam.bias_correction=false"}) {
-    const Config config = tiny_config(dir, {path, "train.spike_zscore=3", "train.spike_window=8"});
+  for (const bool device_path : {true, false}) {
+    std::vector<std::string> keys{"train.spike_zscore=3", "train.spike_window=8"};
+    if (!device_path) keys.push_back("optim.adam.bias_correction=false");  // a variant decided on the host
+    const Config config = tiny_config(dir, keys);
     bool on_device = false;
     const Trace one = with_training_step(config, 3, 12, &on_device);
+    EXPECT_EQ(on_device, device_path);
     for (int n : {12, 24, 48}) {
-      SCOPED_TRACE(path + ", " + std::to_string(n) + " ranks");
+      SCOPED_TRACE(std::string(device_path ? "on the device, " : "on the host, ") + std::to_string(n) + " ranks");
       NcclLikeMirror mirror(n);
       const Trace many = with_training_step(config, 3, 12, &on_device, &mirror);
       expect_same(many, one, 1e-6);
-      size_t skipped = 0;
-      for (const auto& t : many.troubles) skipped += !t.empty();
-      EXPECT_EQ(skipped, 2u);
+      EXPECT_EQ(skipped_steps(many), 2u);
     }
   }
 }
@@ -244,9 +251,7 @@ TEST(TrainingStep, DeviceSkipMatchesTheHostFirstOrder) {
   expect_same(ours, reference);
   EXPECT_NE(ours.troubles[3].find("the loss is nan"), std::string::npos) << ours.troubles[3];
   EXPECT_NE(ours.troubles[12].find("spike"), std::string::npos) << ours.troubles[12];
-  size_t skipped = 0;
-  for (const auto& t : ours.troubles) skipped += !t.empty();
-  EXPECT_EQ(skipped, 2u);
+  EXPECT_EQ(skipped_steps(ours), 2u);
 }
 
 // A negative control: without the skip the NaN step poisons the weights, so
