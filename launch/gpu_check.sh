@@ -49,10 +49,13 @@
 #                    GPU machine", has a row for each)
 #
 # The GPU machine has no ../shared and no network: copy the data into the
-# checkout's git-ignored data/ first and send it along (about 26 MB):
+# checkout's git-ignored data/ first and send it along (about 26 MB), with the
+# development files its image lacks (PCRE2's and liblzma's, seen 2026-12-04;
+# setup installs them from .packages when apt does not answer, 1 MB):
 #   GUTENBERG=1 launch/get_data.sh     # data/gpt2, data/gutenberg/{val,train-1}.jsonl.xz
+#   launch/offline_packages.sh download   # .packages/libpcre2-dev_*.deb, liblzma-dev_*.deb
 # then with the device tool: run(command="launch/gpu_check.sh --out $OUT/gpu_check",
-#                                carry=["data"], timeout_s=540)
+#                                carry=["data", ".packages"], timeout_s=540)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD

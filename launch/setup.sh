@@ -18,8 +18,10 @@
 #
 # Missing packages are installed with apt only when apt's sources answer (an
 # update with 5-second timeouts and no retries); on a machine without network
-# setup says what is missing ("setup: WARNING: ...") and goes on to the
-# configure, which names any library the build cannot do without.
+# setup installs the development files of those carried as .deb files in
+# $OFFLINE_PACKAGES (default .packages; launch/offline_packages.sh), says what
+# is still missing ("setup: WARNING: ...") and goes on to the configure, which
+# names any library the build cannot do without.
 #
 # Exit status: 0 built; 3 the package step failed (an apt install, or no
 # Python with torch 2.11 and no way to install it): nothing was configured;
@@ -31,6 +33,7 @@ CUDA=${CUDA:-0}
 FUZZ=${FUZZ:-0}
 PACKAGES=${PACKAGES:-install}
 TARGETS=${TARGETS:-}
+OFFLINE_PACKAGES=${OFFLINE_PACKAGES:-.packages}
 case "$PACKAGES" in install|check|skip) ;; *) echo "setup: PACKAGES=$PACKAGES: expected install, check or skip" >&2; exit 2 ;; esac
 if [ "$CUDA" = 1 ]; then BUILD_DIR=${BUILD_DIR:-build-cuda}; else BUILD_DIR=${BUILD_DIR:-build}; fi
 BUILD_TYPE=${BUILD_TYPE:-Release}
@@ -154,8 +157,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$PACKAGES" = skip ]; then
     warn "not installing (PACKAGES=skip): ${missing[*]}; the configure below names what the build lacks"
   elif ! apt_answers; then
-    warn "apt's sources did not answer (no network? $BUILD_DIR/apt.log): not installing ${missing[*]};" \
-         "the configure below names what the build lacks"
+    # Without network: development files carried as .deb files (the GPU
+    # machine; launch/offline_packages.sh).
+    carried=()
+    for pkg in "${missing[@]}"; do
+      ls "$OFFLINE_PACKAGES/${pkg}"_*.deb > /dev/null 2>&1 && carried+=("$pkg")
+    done
+    if [ ${#carried[@]} -gt 0 ]; then
+      echo "setup: apt's sources did not answer; development files of ${carried[*]} from $OFFLINE_PACKAGES"
+      launch/offline_packages.sh install "$OFFLINE_PACKAGES" "${carried[@]}" ||
+        package_step_failed "launch/offline_packages.sh install $OFFLINE_PACKAGES ${carried[*]} failed"
+      still=()
+      for pkg in "${missing[@]}"; do [ -e "${NEEDED[$pkg]}" ] || still+=("$pkg"); done
+      missing=("${still[@]}")
+    fi
+    [ ${#missing[@]} -eq 0 ] ||
+      warn "apt's sources did not answer (no network? $BUILD_DIR/apt.log): not installing ${missing[*]};" \
+           "the configure below names what the build lacks"
   else
     # One apt-get and one line per group, in this order.
     for group in "build tools" MPI libraries tools Python fuzzing other; do
