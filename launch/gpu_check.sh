@@ -12,13 +12,16 @@
 #   build        60       30  the rest of gpu_check_targets (bench_step and the CUDA
 #                             test executables, bench/CMakeLists.txt), while
 #                             `muonrun prepare` tokenizes the data beside it
-#   tests        90       30  ctest -L cuda in build-cuda
+#   tests        90       30  ctest -L cuda in build-cuda; a test that crashes is
+#                             run again under cuda-gdb for its backtrace
 #   data         10        5  waits for prepare: Gutenberg JSONL -> token shards
-#   bench       165      100  bench_step on configs/speedrun-1gpu.yaml in three
-#                             settings, one table: model.kernels=reference,
-#                             fused, fused + train.cuda_graphs (ms/step, tokens/s,
-#                             MFU, peak memory, Newton-Schulz and communication
-#                             shares; bench/step_table.py)
+#   bench       165      100  bench_step in five settings, one table: record 11
+#                             (configs/speedrun-1gpu.yaml) with model.kernels=
+#                             reference, fused, fused + train.cuda_graphs; record
+#                             29 (configs/record29-1gpu.yaml) with and without its
+#                             FP8 head (ms/step, tokens/s, MFU, peak memory,
+#                             Newton-Schulz and communication shares;
+#                             bench/step_table.py)
 #   in all      510           30 s under the call's 540 s, for the summary
 #
 # Each phase runs under `timeout`: it may take what is left of the 510 s less
@@ -30,7 +33,7 @@
 # a machine without a GPU after the machine phase ("no GPU: nothing verified").
 #
 #   launch/gpu_check.sh [--out DIR] [--data FILE...] [--vocab DIR] [--steps N]
-#                       [--build-dir DIR] [--dry-run] [--list]
+#                       [--budget S] [--build-dir DIR] [--dry-run] [--list]
 #
 #   --out DIR        write results.md (phases, the bench table, the CUDA tests),
 #                    one log per phase and bench.json there: 8 files, which the
@@ -40,6 +43,9 @@
 #   --vocab DIR      GPT-2 encoder.json + vocab.bpe (default data/gpt2)
 #   --steps N        timed bench steps per setting at most (default 20; fewer
 #                    when the bench's time is short)
+#   --budget S       what the phases may take together (default 510; the call
+#                    then needs S + 30 s): less when the session has less
+#                    device time left; the bench gets what the others leave
 #   --build-dir DIR  the CUDA build (default build-cuda)
 #   --dry-run        run the machine phase, check the inputs, and print each
 #                    other phase's commands, targets and time without running
@@ -65,11 +71,13 @@ declare -A BUDGET=([machine]=15 [setup]=170 [build]=60 [tests]=90 [data]=10 [ben
 declare -A MINIMUM=([machine]=5 [setup]=60 [build]=30 [tests]=30 [data]=5 [bench]=100)
 CALL_S=540   # the device tool's timeout_s for the whole call
 TOTAL_S=510  # what the phases may take together
-# The bench's settings, "name|bench_step overrides", in the order they run.
-SETTINGS=("model.kernels=reference|model.kernels=reference"
-          "model.kernels=fused|model.kernels=fused"
-          "model.kernels=fused train.cuda_graphs=true|model.kernels=fused train.cuda_graphs=true")
-BENCH_CONFIG=configs/speedrun-1gpu.yaml
+# The bench's settings, "name|config|bench_step overrides", in the order they
+# run: record 11 in three settings, record 29 with and without its FP8 head.
+SETTINGS=("model.kernels=reference|configs/speedrun-1gpu.yaml|model.kernels=reference"
+          "model.kernels=fused|configs/speedrun-1gpu.yaml|model.kernels=fused"
+          "model.kernels=fused train.cuda_graphs=true|configs/speedrun-1gpu.yaml|model.kernels=fused train.cuda_graphs=true"
+          "record29|configs/record29-1gpu.yaml|"
+          "record29 model.fp8_head=false|configs/record29-1gpu.yaml|model.fp8_head=false")
 # The first setting's steps are planned before anything is measured, from a
 # guess (record 11's PyTorch script takes about 1.1 s per 524,288-token step
 # on one H100) and a process start (CUDA context, model, data, matmul peak);
@@ -91,6 +99,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --vocab) VOCAB=$2; shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
+    --budget) TOTAL_S=$2; CALL_S=$(( $2 + 30 )); shift 2 ;;
     --build-dir) BUILD_DIR=$2; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     --list) LIST=1; shift ;;
@@ -136,11 +145,14 @@ cuda_tests() {
 }
 
 list_items() {
-  local name file setting
+  local name file setting config
   resolve_targets
   printf '%-6s  %-56s  %s\n' build gpu_check_targets "$TARGETS, built on the GPU machine"
   while read -r name file; do printf '%-6s  %-56s  %s\n' test "$name" "$file"; done < <(cuda_tests)
-  for setting in "${SETTINGS[@]}"; do printf '%-6s  %-56s  %s\n' bench "${setting%%|*}" "bench_step, $BENCH_CONFIG"; done
+  for setting in "${SETTINGS[@]}"; do
+    IFS='|' read -r name config _ <<< "$setting"
+    printf '%-6s  %-56s  %s\n' bench "$name" "bench_step, $config"
+  done
 }
 
 if [ "$LIST" = 1 ]; then
@@ -251,7 +263,7 @@ write_results() {
     done
     if [ -s "$SCRATCH/bench_table.md" ]; then
       echo
-      echo "## bench_step: $BENCH_CONFIG, three settings"
+      echo "## bench_step: ${#SETTINGS[@]} settings"
       echo
       cat "$SCRATCH/bench_table.md"
     fi
@@ -421,12 +433,31 @@ phase_build() {
   fi
 }
 
+# The first test that crashed (SEGFAULT, or another signal), run again
+# under cuda-gdb (the CUDA image's debugger; it debugs host code too) for
+# the backtrace of every thread, into the tests log. At most 60 s.
+backtrace_crashes() {
+  local log=$1 name command
+  name=$(grep -m1 -E 'Test +#[0-9]+: .*\*\*\*Exception' "$log" | sed -E 's/.*Test +#[0-9]+: //; s/ .*//')
+  [ -n "$name" ] || return 0
+  command -v cuda-gdb > /dev/null || { echo "(no cuda-gdb here: no backtrace of $name)" >> "$log"; return 0; }
+  command=$(ctest --test-dir "$BUILD_DIR" -N -V -R "^${name}\$" | sed -n 's/^.*Test command: //p' | head -1)
+  [ -n "$command" ] || return 0
+  say "tests: $name crashed; its backtrace (cuda-gdb) goes to tests.log"
+  {
+    echo "=== backtrace of $name: cuda-gdb -batch --args $command"
+    # shellcheck disable=SC2086  # the command line as ctest stores it
+    timeout 60 cuda-gdb -q -batch -ex run -ex bt -ex 'thread apply all bt 12' --args $command 2>&1 | tail -150
+  } >> "$log"
+}
+
 phase_tests() {
   start_phase tests "ctest -L cuda"
   if [ "$BUILT" = 0 ]; then end_phase SKIP "no setup"; return; fi
   local log=$LOGS/tests.log status=PASS note="" rc
   run_logged "$log" "$LIMIT" ctest --test-dir "$BUILD_DIR" -L cuda --output-on-failure --timeout "$LIMIT"
   rc=$?
+  [ "$DRY_RUN" = 0 ] && backtrace_crashes "$log"
   [ "$rc" != 0 ] && status=FAIL
   if [ "$DRY_RUN" = 0 ]; then
     grep -E 'tests passed|Test +#|Not Run|\*\*\*' "$log" > "$SCRATCH/ctest_summary.txt" 2>/dev/null
@@ -472,12 +503,12 @@ phase_bench() {
   local bench=$BUILD_DIR/bench/bench_step
   if [ -z "$PREP_PID" ]; then end_phase SKIP "no shards"; return; fi
   if [ "$DRY_RUN" = 0 ] && [ ! -x "$bench" ]; then end_phase SKIP "no $bench"; return; fi
-  local n=${#SETTINGS[@]} i=0 setting name sets overrides o steps limit share t0 wall json plan failed=() reports=()
+  local n=${#SETTINGS[@]} i=0 setting name config sets overrides o steps limit share t0 wall json plan failed=() reports=()
   local step_s=$GUESS_STEP_S start_s=$GUESS_START_S from="a guess of $GUESS_STEP_S s a step and $GUESS_START_S s to start"
   local setting_min=$(( MINIMUM[bench] / n ))
   for setting in "${SETTINGS[@]}"; do
-    name=${setting%%|*}
-    read -r -a sets <<< "${setting#*|}"
+    IFS='|' read -r name config sets <<< "$setting"
+    read -r -a sets <<< "$sets"
     overrides=()
     for o in "${sets[@]}"; do overrides+=(--set "$o"); done
     share=$(( (TOTAL_S - $(elapsed)) / (n - i) ))
@@ -491,7 +522,7 @@ phase_bench() {
     json=$SCRATCH/bench_$i.json
     t0=$(date +%s)
     echo "=== $name: $plan" >> "$LOGS/bench.log"
-    if run_logged "$LOGS/bench.log" "$limit" "$bench" -c "$BENCH_CONFIG" \
+    if run_logged "$LOGS/bench.log" "$limit" "$bench" -c "$config" \
         --set "data.train=$SHARDS/train_*.bin" --set "data.val=$SHARDS/val_*.bin" --set run.device=cuda \
         "${overrides[@]}" --steps "$steps" --warmup "$WARMUP" --json "$json"; then
       wall=$(( $(date +%s) - t0 ))

@@ -6,7 +6,7 @@ the few GPU minutes will run cannot rot unnoticed:
   budget and minimum, the budgets add up to what it says and stay under the
   device call's 540 s, and each phase prints its banner with the time it may
   take and, where it runs something, the command (cmake --build of
-  gpu_check_targets, ctest -L cuda, bench_step in each of three settings);
+  gpu_check_targets, ctest -L cuda, bench_step in each of five settings);
   the script's header and README.md's phase table give the same budgets;
 - its targets are muonrun, bench_step and one test_cuda* executable per
   tests/test_cuda*.cpp, or, in a CUDA build, exactly the list CMake wrote
@@ -28,7 +28,14 @@ import tempfile
 
 CALL_S = 540
 PHASES = ["machine", "setup", "build", "tests", "data", "bench"]
-SETTINGS = ["model.kernels=reference", "model.kernels=fused", "model.kernels=fused train.cuda_graphs=true"]
+# (name, config, overrides) of each bench setting, in order.
+BENCH = [("model.kernels=reference", "configs/speedrun-1gpu.yaml", "model.kernels=reference"),
+         ("model.kernels=fused", "configs/speedrun-1gpu.yaml", "model.kernels=fused"),
+         ("model.kernels=fused train.cuda_graphs=true", "configs/speedrun-1gpu.yaml",
+          "model.kernels=fused train.cuda_graphs=true"),
+         ("record29", "configs/record29-1gpu.yaml", ""),
+         ("record29 model.fp8_head=false", "configs/record29-1gpu.yaml", "model.fp8_head=false")]
+SETTINGS = [name for name, _, _ in BENCH]
 
 failures = []
 
@@ -86,10 +93,10 @@ def check_dry_run(source, build_dir):
         expect(re.search(rf"^--- {phase}: (DRY|PASS) ", out, re.M), f"the {phase} phase did not end DRY or PASS")
     expect("--target gpu_check_targets" in out, "no cmake --build --target gpu_check_targets")
     expect(re.search(r"^\$ ctest --test-dir \S+ -L cuda", out, re.M), "no ctest -L cuda")
-    for setting in SETTINGS:
-        sets = " ".join(f"--set {s}" for s in setting.split())
-        expect(re.search(rf"^\$ \S+/bench/bench_step -c configs/speedrun-1gpu.yaml .*{re.escape(sets)} --steps \d+",
-                         out, re.M), f"no bench_step command for {setting}")
+    for name, config, overrides in BENCH:
+        sets = "".join(f" --set {s}" for s in overrides.split())
+        expect(re.search(rf"^\$ \S+/bench/bench_step -c {re.escape(config)} .*run\.device=cuda{re.escape(sets)} --steps \d+",
+                         out, re.M), f"no bench_step command for {name}")
 
     targets = re.search(r"^targets: (.*)$", out, re.M)
     got = targets.group(1).split() if targets else []

@@ -71,8 +71,19 @@ TEST(CudaDocWindowAttention, FlashAttentionMatchesTheCpu) {
     const auto inputs = rounded_qkv(c.offsets.back(), seed++);
     const auto cpu = tests::run_op(windowed(c, c.window), inputs, kAllDifferentiable, torch::kFloat);
     const auto gpu = tests::run_op(windowed(c, c.window), inputs, kAllDifferentiable, torch::kBFloat16, torch::kCUDA);
-    for (size_t i = 0; i < cpu.size(); ++i)
+    for (size_t i = 0; i < cpu.size(); ++i) {
+      if (c.window == 0 && (i == 1 || i == 2)) {
+        // A query that sees only itself has softmax 1 whatever q.k: the
+        // gradients of q and k vanish, and both sides hold rounding noise
+        // whose relative difference means nothing (1.15 on an H200,
+        // 2026-12-04). Both must be negligible beside grad v.
+        const double scale = cpu[3].norm().item<double>();
+        EXPECT_LE(gpu[i].norm().item<double>(), 1e-3 * scale) << kNames[i] << " (GPU) is not ~0";
+        EXPECT_LE(cpu[i].norm().item<double>(), 1e-3 * scale) << kNames[i] << " (CPU) is not ~0";
+        continue;
+      }
       EXPECT_LE(relative_error(gpu[i], cpu[i]), i == 0 ? 1e-2 : 2e-2) << kNames[i];
+    }
   }
 }
 
