@@ -19,7 +19,6 @@
 #include <functional>
 #include <map>
 
-#include "models/gpt.h"
 #include "optim/adamw.h"
 #include "optim/muon.h"
 #include "optim/muon_ownership.h"
@@ -27,6 +26,7 @@
 #include "optim/param_groups.h"
 #include "trainer/config/config.h"
 #include "trainer/run/device.h"
+#include "trainer/run/train_step.h"
 
 using namespace muonrun;
 
@@ -44,8 +44,7 @@ int main(int argc, char** argv) {
   const auto device = resolve_device(config.run.device, 0);
   configure_host(config.run.cpu_threads, 1);
   const auto dtype = device.is_cuda() ? torch::kBFloat16 : torch::kFloat;
-  GPT model(config.model);
-  model->to(device);
+  const LanguageModel model = make_model(config, device);
   auto matrices = group_parameters(*model).matrices;
   std::vector<torch::Tensor> inputs;
   std::vector<MatrixShape> shapes;

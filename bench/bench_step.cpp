@@ -16,9 +16,13 @@
 //   MFU           tokens/s per rank x FLOPs per token / matmul peak, with
 //                 FLOPs per token = 6N + 6LCT (llm.c): N the parameters that
 //                 take part in matrix products, i.e. all but the input
-//                 embedding wte (the head is counted: llm.c's N counts its
-//                 tied wte/head matrix once; record 11 has no wpe), L layers,
-//                 C = heads x head_dim, T = seq_len
+//                 embeddings (record 11's wte; record 29's embed and
+//                 value_embeds; the head is counted: llm.c's N counts its
+//                 tied wte/head matrix once; record 11 has no wpe), C =
+//                 heads x head_dim, and LT the keys a query attends to summed
+//                 over layers: record 11, layers x seq_len; record 29, each
+//                 attention layer's window + 1 at the schedule's last entry,
+//                 at most seq_len (models/language_model.h: FlopsPerToken)
 //   peak memory   CUDA: the caching allocator's peak allocated bytes (and
 //                 peak reserved); CPU: peak RSS of the process (getrusage)
 //   settings      model.kernels (auto: fused on the CPU, the reference ops on
@@ -159,29 +163,23 @@ int main(int argc, char** argv) {
     Communicator* comm = world.comm();
     const bool lead = world.rank() == 0;
 
-    const BatchPlan plan = plan_batches(config, world.size());
-    GPT model = make_model(config, device);
+    LanguageModel model = make_model(config, device);
+    const BatchPlan plan = plan_batches(config, world.size(), model->layout());
     if (comm) {  // every rank starts from rank 0's weights, as in training
       torch::NoGradGuard no_grad;
       for (auto& p : model->parameters()) comm->broadcast(p, 0)->wait();
     }
     Optimizer optimizer(*model, config, comm);
-    DataLoader data(config.data.train, plan.micro_batch, plan.seq_len, world.rank(), world.size(),
-                    config.model.vocab_size);
+    const auto data = make_training_batches(config, model->layout(), plan.train_shape(), world.rank(), world.size());
     auto timer = make_phase_timer(device);
-    auto graph = make_micro_step_graph(config, comm, model, device, plan);
-    StepParts parts{model, optimizer, data, comm, device, plan, timer.get(), graph.get()};
+    auto graph = make_micro_step_graph(config, comm, *model, device, plan);
+    StepParts parts{*model, optimizer, *data, comm, device, plan, timer.get(), graph.get()};
 
-    // FLOPs per token, 6N + 6LCT (see the top of this file).
-    int64_t params_total = 0, params_matmul = 0;
-    for (const auto& p : model->named_parameters()) {
-      params_total += p.value().numel();
-      if (p.key() != "transformer.wte.weight") params_matmul += p.value().numel();
-    }
-    const double L = static_cast<double>(config.model.layers);
-    const double C = static_cast<double>(config.model.heads * config.model.head_dim);
-    const double T = static_cast<double>(config.model.seq_len);
-    const double flops_per_token = 6.0 * static_cast<double>(params_matmul) + 6.0 * L * C * T;
+    int64_t params_total = 0;
+    for (const auto& p : model->parameters()) params_total += p.numel();
+    const FlopsPerToken flops = model->flops_per_token(config.model.seq_len);  // see the top of this file
+    const int64_t params_matmul = flops.matmul_params;
+    const double flops_per_token = flops.total();
 
     if (lead)
       std::fprintf(stderr, "bench_step: %d warm-up + %d timed steps of %lld tokens on %s ...\n", warmup, steps,
@@ -195,6 +193,7 @@ int main(int argc, char** argv) {
       // The schedule's step: past train.steps the lr would be 0 (or the
       // cooldown's end); a benchmark longer than the run stays on its last step.
       const int64_t step = std::min<int64_t>(i, std::max<int64_t>(0, config.train.steps - 1));
+      model->set_progress(step, config.train.steps);
       synchronize(device);
       const auto start = Clock::now();
       const StepResult result = training_step(parts, step);
@@ -249,7 +248,7 @@ int main(int argc, char** argv) {
     row("device", fmt::format("{} ({} rank(s){})", device.str(), world.size(),
                               comm ? ", " + comm->name() : std::string()));
     row("model", model_line);
-    row("parameters", fmt::format("{} in all; N = {} (all but wte) for 6N + 6LCT = {:.1f} MFLOP/token",
+    row("parameters", fmt::format("{} in all; N = {} (all but the input embeddings) for 6N + 6LCT = {:.1f} MFLOP/token",
                                   thousands(params_total), thousands(params_matmul), flops_per_token / 1e6));
     row("batch", batch_line);
     row("settings", settings_line);
@@ -296,7 +295,7 @@ int main(int argc, char** argv) {
           << fmt::format("  \"slowest_over_median\": {:.4f},\n", hi / med)
           << fmt::format("  \"tokens_per_s\": {:.1f},\n", tokens_per_s)
           << fmt::format("  \"params_total\": {},\n  \"params_n\": {},\n", params_total, params_matmul)
-          << "  \"params_n_is\": \"all parameters but transformer.wte.weight\",\n"
+          << "  \"params_n_is\": \"all parameters but the input embeddings\",\n"
           << fmt::format("  \"flops_per_token\": {:.1f},\n", flops_per_token)
           << fmt::format("  \"achieved_tflops_per_rank\": {:.4f},\n", achieved_tflops)
           << fmt::format("  \"matmul_peak\": {{\"dtype\": {}, \"size\": {}, \"best_tflops\": {:.4f}, "

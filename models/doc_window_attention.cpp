@@ -144,31 +144,38 @@ void check_inputs(const torch::Tensor& q, const torch::Tensor& k, const torch::T
   TORCH_CHECK(window >= 0, "doc_window_attention: window must be >= 0 tokens, got ", window);
 }
 
-// Checks that cu_seqlens is [0, ..., T] and non-decreasing; returns its host
-// copy and the longest document.
-std::tuple<torch::Tensor, int64_t> checked_offsets(const torch::Tensor& cu_seqlens, int64_t T) {
+}  // namespace
+
+DocumentOffsets document_offsets(const torch::Tensor& cu_seqlens, int64_t T, const torch::Device& device) {
   TORCH_CHECK(cu_seqlens.scalar_type() == torch::kInt && cu_seqlens.dim() == 1 && cu_seqlens.numel() >= 2,
               "doc_window_attention: cu_seqlens must be a 1-D int32 tensor [0, ..., T] of at least 2 offsets, got ",
               cu_seqlens.scalar_type(), " of shape ", cu_seqlens.sizes());
-  auto host = cu_seqlens.to(torch::kCPU).contiguous();
-  const int32_t* c = host.data_ptr<int32_t>();
-  const int64_t n = host.numel();
+  DocumentOffsets offsets;
+  offsets.host = cu_seqlens.to(torch::kCPU).contiguous();
+  const int32_t* c = offsets.host.data_ptr<int32_t>();
+  const int64_t n = offsets.host.numel();
   TORCH_CHECK(c[0] == 0, "doc_window_attention: cu_seqlens[0] is ", c[0], ", expected 0");
   TORCH_CHECK(c[n - 1] == T, "doc_window_attention: cu_seqlens ends at ", c[n - 1], " (cu_seqlens[", n - 1,
               "]), expected T = ", T, " tokens of q");
-  int64_t max_len = 0;
   for (int64_t d = 0; d + 1 < n; ++d) {
     TORCH_CHECK(c[d + 1] >= c[d], "doc_window_attention: cu_seqlens decreases at index ", d + 1, " (", c[d], " -> ",
                 c[d + 1], "), expected non-decreasing offsets");
-    max_len = std::max<int64_t>(max_len, c[d + 1] - c[d]);
+    offsets.max_len = std::max<int64_t>(offsets.max_len, c[d + 1] - c[d]);
   }
-  return {host, max_len};
+  // Pinned and asynchronous: a copy from pageable memory would first wait
+  // for everything queued on the stream.
+  offsets.on_device = device.is_cuda() ? offsets.host.pin_memory().to(device, /*non_blocking=*/true)
+                                       : offsets.host.to(device);
+  return offsets;
 }
-
-}  // namespace
 
 torch::Tensor doc_window_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                    const torch::Tensor& cu_seqlens, int64_t window, double scale) {
+  return doc_window_attention(q, k, v, document_offsets(cu_seqlens, q.size(0), q.device()), window, scale);
+}
+
+torch::Tensor doc_window_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                   const DocumentOffsets& offsets, int64_t window, double scale) {
   check_inputs(q, k, v, window);
 #ifdef MUONRUN_WITH_CUDA
   const bool supported = q.is_cpu() || q.is_cuda();
@@ -177,14 +184,19 @@ torch::Tensor doc_window_attention(const torch::Tensor& q, const torch::Tensor& 
 #endif
   TORCH_CHECK(supported, "doc_window_attention: tensors on ", q.device(),
               " are not supported (CPU, or CUDA in a build with MUONRUN_CUDA)");
-  auto [offsets, max_len] = checked_offsets(cu_seqlens, q.size(0));
+  TORCH_CHECK(offsets.host.defined() && offsets.host.size(0) >= 2 &&
+                  offsets.host.data_ptr<int32_t>()[offsets.host.size(0) - 1] == q.size(0) &&
+                  offsets.on_device.device() == q.device(),
+              "doc_window_attention: the document offsets were made for another sequence or device than q (",
+              q.size(0), " tokens on ", q.device(), ")");
 #ifdef MUONRUN_WITH_CUDA
-  if (q.is_cuda()) return cuda::doc_window_attention_flash(q, k, v, offsets.to(q.device()), max_len, window, scale);
+  if (q.is_cuda())
+    return cuda::doc_window_attention_flash(q, k, v, offsets.on_device, offsets.max_len, window, scale);
 #endif
   TORCH_CHECK(q.scalar_type() == torch::kFloat || q.scalar_type() == torch::kDouble ||
                   q.scalar_type() == torch::kBFloat16,
               "doc_window_attention: the CPU computes float, double or bfloat16, got ", q.scalar_type());
-  auto first_key = first_visible_keys(offsets.data_ptr<int32_t>(), offsets.numel() - 1, window);
+  auto first_key = first_visible_keys(offsets.host.data_ptr<int32_t>(), offsets.host.numel() - 1, window);
   return DocWindowAttentionCpu::apply(q, k, v, first_key, scale);
 }
 

@@ -34,6 +34,17 @@ namespace muonrun {
 torch::Tensor doc_window_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                    const torch::Tensor& cu_seqlens, int64_t window, double scale);
 
+// cu_seqlens checked once, for the many layers of one forward pass: its host
+// copy (the CPU path's masks), its copy on the device (varlen
+// FlashAttention's), and the longest document. Throws as above.
+struct DocumentOffsets {
+  torch::Tensor host, on_device;
+  int64_t max_len = 0;
+};
+DocumentOffsets document_offsets(const torch::Tensor& cu_seqlens, int64_t T, const torch::Device& device);
+torch::Tensor doc_window_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                   const DocumentOffsets& offsets, int64_t window, double scale);
+
 #ifdef MUONRUN_WITH_CUDA
 namespace cuda {
 // The CUDA half of doc_window_attention, on checked inputs: cu_seqlens int32

@@ -1,10 +1,8 @@
 #include "models/gpt.h"
 
-#include <spdlog/spdlog.h>
 
 #include <cfloat>
 #include <cmath>
-#include <mutex>
 
 #include "models/chunked_head.h"
 
@@ -101,22 +99,10 @@ std::pair<torch::Tensor, torch::Tensor> GPTImpl::rotary(int64_t T, torch::Device
   return {rotary_cos_, rotary_sin_};
 }
 
-ElementwiseOps GPTImpl::elementwise_ops(torch::Device device) const {
-  const bool fused = config.kernels == Kernels::fused ||
-                     (config.kernels == Kernels::automatic && device.is_cpu());
-  if (fused && device.is_cuda()) {
-    static std::once_flag warned;
-    std::call_once(warned, [] {
-      spdlog::warn("model.kernels=fused on CUDA: these kernels have not yet been verified on a GPU: "
-                   "qk_norm_rotary, relu_square, mix_norm, softcap_cross_entropy (models/*.cu) and "
-                   "fused_rms_norm (at::rms_norm)");
-    });
-  }
-  return ElementwiseOps{fused};
-}
+ElementwiseOps GPTImpl::elementwise_ops() const { return ElementwiseOps{fused_kernels(config.kernels)}; }
 
 torch::Tensor GPTImpl::hidden_states(const torch::Tensor& idx) {
-  const auto ops = elementwise_ops(idx.device());
+  const auto ops = elementwise_ops();
   auto [cos, sin] = rotary(idx.size(1), idx.device());
   auto x = ops.norm(wte(idx).to(compute_dtype));
   auto x0 = x;
@@ -151,7 +137,20 @@ torch::Tensor GPTImpl::loss(const torch::Tensor& idx, const torch::Tensor& targe
   const int64_t chunk_tokens = std::max<int64_t>(1, (int64_t{1} << 26) / vocab);
   auto h = hidden_states(idx);
   return chunked_head_loss(h.reshape({-1, h.size(-1)}), lm_head->weight, targets.reshape({-1}),
-                           config.logit_softcap, chunk_tokens, elementwise_ops(idx.device()).fused);
+                           config.logit_softcap, chunk_tokens, elementwise_ops().fused);
 }
+
+Loss GPTImpl::loss(const TokenBatch& batch) { return {loss(batch.inputs, batch.targets)}; }
+
+FlopsPerToken GPTImpl::flops_per_token(int64_t seq_len) const {
+  FlopsPerToken f;
+  for (const auto& p : named_parameters())
+    if (p.key() != "transformer.wte.weight") f.matmul_params += p.value().numel();
+  f.channels = static_cast<double>(config.heads * config.head_dim);
+  f.attended_keys = static_cast<double>(config.layers * seq_len);
+  return f;
+}
+
+torch::Tensor GPTImpl::document_logits(const torch::Tensor& tokens) { return forward(tokens.unsqueeze(0))[0]; }
 
 }  // namespace muonrun

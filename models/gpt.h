@@ -32,6 +32,7 @@
 
 #include "models/casted_linear.h"
 #include "models/elementwise_ops.h"
+#include "models/language_model.h"
 #include "models/model_config.h"
 #include "models/rotary.h"
 
@@ -72,7 +73,7 @@ struct BlockImpl : torch::nn::Module {
 };
 TORCH_MODULE(Block);
 
-struct GPTImpl : torch::nn::Module {
+struct GPTImpl : LanguageModelImpl {
   explicit GPTImpl(const ModelConfig& config);
 
   // Logits [B, T, vocab_padded] in fp32, soft-capped. idx: [B, T] int64.
@@ -83,8 +84,12 @@ struct GPTImpl : torch::nn::Module {
   // The normalised hidden states that enter the head: [B, T, dim].
   torch::Tensor hidden_states(const torch::Tensor& idx);
 
-  // bf16 for CUDA training, fp32 on the CPU (the default).
-  void set_compute_dtype(torch::ScalarType dtype) { compute_dtype = dtype; }
+  // LanguageModelImpl: rows of tokens, the mean loss both for backward and logs.
+  BatchLayout layout() const override { return BatchLayout::rows; }
+  Loss loss(const TokenBatch& batch) override;
+  torch::Tensor document_logits(const torch::Tensor& tokens) override;
+  void set_compute_dtype(torch::ScalarType dtype) override { compute_dtype = dtype; }
+  FlopsPerToken flops_per_token(int64_t seq_len) const override;
 
   ModelConfig config;
   torch::ScalarType compute_dtype = torch::kFloat;
@@ -95,8 +100,8 @@ struct GPTImpl : torch::nn::Module {
   torch::Tensor skip_weights;
 
  private:
-  // The element-wise ops model.kernels chooses for tensors on `device`.
-  ElementwiseOps elementwise_ops(torch::Device device) const;
+  // The element-wise ops model.kernels chooses.
+  ElementwiseOps elementwise_ops() const;
   // Rotary tables for sequence length T: cos, sin of shape [1, T, 1, head_dim/2].
   std::pair<torch::Tensor, torch::Tensor> rotary(int64_t T, torch::Device device);
   torch::Tensor rotary_cos_, rotary_sin_;

@@ -7,6 +7,7 @@
 
 #include "models/chunked_head.h"
 #include "models/doc_window_attention.h"
+#include "models/fp8_linear.h"
 #include "models/rotary.h"
 #include "trainer/base/config_error.h"
 
@@ -48,6 +49,52 @@ std::vector<LayerWindow> parse_window_pattern(const std::string& text, int64_t l
   return out;
 }
 
+Record29Config record29_config(const ModelConfig& model) {
+  Record29Config c;
+  c.vocab_padded = padded_vocab(model);
+  c.dim = model.dim;
+  c.heads = model.heads;
+  c.head_dim = model.head_dim;
+  c.layers = model.layers;
+  if (c.heads * c.head_dim != c.dim)
+    throw ConfigError(fmt::format("model.heads x model.head_dim must equal model.dim for record29 (its qkvo_w is "
+                                  "[4, dim, dim]): {} x {} != {}",
+                                  c.heads, c.head_dim, c.dim));
+  if (c.head_dim % 4 != 0)
+    throw ConfigError(fmt::format("model.head_dim must be a multiple of 4 for record29's half-truncated rotary, got {}",
+                                  c.head_dim));
+  if (model.attn_gate_dim > model.dim)
+    throw ConfigError(fmt::format("model.attn_gate_dim ({}) exceeds model.dim ({})", model.attn_gate_dim, model.dim));
+  c.windows = parse_window_pattern(model.windows, c.layers, "model.windows");
+  c.value_embed = parse_value_embed_pattern(model.value_embeds, c.layers, "model.value_embeds");
+  c.window_schedule = parse_window_schedule(model.window_schedule, "model.window_schedule");
+  c.window_block = model.window_block;
+  c.attn_scale = model.attn_scale;
+  c.gate_dim = model.attn_gate_dim;
+  c.fp8_head = model.fp8_head;
+  c.scalar_padding = (8 - (5 * c.layers) % 8) % 8;
+  c.fused_kernels = fused_kernels(model.kernels);
+  return c;
+}
+
+std::vector<int64_t> parse_window_schedule(const std::string& text, const std::string& key) {
+  std::vector<int64_t> out;
+  for (const auto& t : words(text)) {
+    int64_t blocks = 0;
+    size_t used = 0;
+    try {
+      blocks = std::stoll(t, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != t.size() || blocks < 1 || blocks > (int64_t{1} << 20))
+      throw ConfigError(fmt::format("{}: '{}' is not a window in blocks (a whole number from 1)", key, t));
+    out.push_back(blocks);
+  }
+  if (out.empty()) throw ConfigError(fmt::format("{}: '{}' names no window; expected e.g. \"3 7 11\"", key, text));
+  return out;
+}
+
 std::vector<int> parse_value_embed_pattern(const std::string& text, int64_t layers, const std::string& key) {
   const auto tokens = words(text);
   check_count(tokens, layers, key, text);
@@ -72,7 +119,7 @@ Attention29Impl::Attention29Impl(const Record29Config& config)
 }
 
 torch::Tensor Attention29Impl::forward(const torch::Tensor& x, const torch::Tensor& ve, const torch::Tensor& sa,
-                                       const torch::Tensor& cu_seqlens, int64_t window, const torch::Tensor& cos,
+                                       const DocumentOffsets& documents, int64_t window, const torch::Tensor& cos,
                                        const torch::Tensor& sin, const ElementwiseOps& ops) {
   const int64_t T = x.size(0), dim = qkvo_w.size(1);
   const auto dtype = x.scalar_type();
@@ -85,7 +132,7 @@ torch::Tensor Attention29Impl::forward(const torch::Tensor& x, const torch::Tens
   auto q = rotate(parts[0]), k = rotate(parts[1]);
   const auto l = sa.to(dtype);
   auto v = ve.defined() ? l[0] * parts[2] + l[1] * ve.view({T, heads, head_dim}) : l[0] * parts[2];
-  auto y = doc_window_attention(q, k, v, cu_seqlens, window, scale);  // [T, heads, head_dim]
+  auto y = doc_window_attention(q, k, v, documents, window, scale);  // [T, heads, head_dim]
   // The sparse attention gate: per head, from the first gate_dim channels.
   auto gate = torch::sigmoid(attn_gate(x.narrow(1, 0, gate_dim)));  // [T, heads]
   y = (y * gate.unsqueeze(-1)).reshape({T, heads * head_dim});
@@ -127,15 +174,38 @@ Record29Impl::Record29Impl(Record29Config model_config) : config(std::move(model
   scalars = register_parameter(
       "scalars", torch::cat({torch::ones({L}), torch::tensor({1.0f, 0.0f}).repeat({L}),
                              torch::tensor({0.5f, 0.5f}).repeat({L}), torch::ones({config.scalar_padding})}));
+  TORCH_CHECK(!config.window_schedule.empty() && config.window_block >= 1, "record 29: an empty window schedule");
+  set_windows(config.window_schedule.back());
+}
+
+void Record29Impl::set_windows(int64_t blocks) {
+  long_window_ = blocks * config.window_block;
+  short_window_ = (blocks / 2) * config.window_block;
+}
+
+void Record29Impl::set_progress(int64_t step, int64_t steps) {
+  // get_ws: the schedule's entry int(n x step / (steps + 1)), so that step
+  // `steps` (the last validation) still uses the last entry.
+  const auto n = static_cast<int64_t>(config.window_schedule.size());
+  const int64_t index = std::min(n - 1, n * step / (steps + 1));
+  set_windows(config.window_schedule[static_cast<size_t>(std::max<int64_t>(0, index))]);
+}
+
+std::pair<torch::Tensor, torch::Tensor> Record29Impl::rotary(int64_t T, torch::Device device) {
+  if (!rotary_cos_.defined() || rotary_cos_.size(0) != T || rotary_cos_.device() != device) {
+    auto [cos, sin] = half_truncated_rotary_tables(T, config.head_dim, device);
+    rotary_cos_ = cos.unsqueeze(1);  // [T, 1, head_dim / 2]: every head alike
+    rotary_sin_ = sin.unsqueeze(1);
+  }
+  return {rotary_cos_, rotary_sin_};
 }
 
 torch::Tensor Record29Impl::hidden_states(const torch::Tensor& inputs, const torch::Tensor& cu_seqlens,
                                           int64_t long_window, int64_t short_window) {
   const ElementwiseOps ops{config.fused_kernels};
   const int64_t L = config.layers, n = L / 2, T = inputs.size(0);
-  auto [cos, sin] = half_truncated_rotary_tables(T, config.head_dim, inputs.device());
-  cos = cos.unsqueeze(1);  // [T, 1, head_dim / 2]: every head alike
-  sin = sin.unsqueeze(1);
+  const auto [cos, sin] = rotary(T, inputs.device());
+  const auto documents = document_offsets(cu_seqlens, T, inputs.device());  // checked once for every layer
   std::vector<torch::Tensor> ve(3);
   for (int k = 0; k < 3; ++k)
     ve[k] = value_embeds[k]->as<torch::nn::Embedding>()->forward(inputs).to(compute_dtype);
@@ -158,7 +228,7 @@ torch::Tensor Record29Impl::hidden_states(const torch::Tensor& inputs, const tor
       const int64_t window = config.windows[i] == LayerWindow::long_window ? long_window : short_window;
       const int table = config.value_embed[i];
       x = x + block.attn->forward(ops.norm(x), table >= 0 ? ve[table] : torch::Tensor(), sa_lambdas[i],
-                                  cu_seqlens, window, cos, sin, ops);
+                                  documents, window, cos, sin, ops);
     }
     x = x + block.mlp->forward(ops.norm(x), ops);
     if (i < n) skips.push_back(x);
@@ -171,11 +241,47 @@ torch::Tensor Record29Impl::loss(const torch::Tensor& inputs, const torch::Tenso
   TORCH_CHECK(inputs.dim() == 1 && targets.sizes() == inputs.sizes(),
               "record 29 trains on one packed sequence: inputs and targets [T]");
   auto h = hidden_states(inputs, cu_seqlens, long_window, short_window);
+  const double T = static_cast<double>(inputs.size(0));
+  if (config.fp8_head && is_training()) {
+    // The record's FP8 head (CastedLinear with use_fp8, training only): the
+    // product through float8 with its static scales, the whole [T, vocab]
+    // logits as the record has them, then the soft-capped cross-entropy.
+    auto logits = fp8_linear(h, lm_head->weight, record_head_scales(config.dim)).to(torch::kFloat);
+    auto capped = 15.0 * torch::tanh(logits / 15.0);
+    return torch::nn::functional::cross_entropy(
+        capped, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  }
   // 30 sigmoid(z / 7.5) is the soft-cap 15 shifted by 15: the same cross-entropy.
   const int64_t vocab = lm_head->weight.size(0);
   const int64_t chunk_tokens = std::max<int64_t>(1, (int64_t{1} << 26) / vocab);
   auto mean = chunked_head_loss(h, lm_head->weight, targets, /*softcap=*/15.0, chunk_tokens, config.fused_kernels);
-  return is_training() ? mean * static_cast<double>(inputs.size(0)) : mean;
+  return is_training() ? mean * T : mean;
+}
+
+Loss Record29Impl::loss(const TokenBatch& batch) {
+  TORCH_CHECK(batch.cu_seqlens.defined(), "record 29 needs document offsets (cu_seqlens) with its tokens");
+  auto loss = this->loss(batch.inputs, batch.targets, batch.cu_seqlens, long_window_, short_window_);
+  return {loss, is_training() ? 1.0 / static_cast<double>(batch.tokens()) : 1.0};
+}
+
+FlopsPerToken Record29Impl::flops_per_token(int64_t seq_len) const {
+  FlopsPerToken f;
+  for (const auto& p : named_parameters())
+    if (p.key() != "embed.weight" && p.key().rfind("value_embeds.", 0) != 0) f.matmul_params += p.value().numel();
+  f.channels = static_cast<double>(config.heads * config.head_dim);
+  for (const auto w : config.windows) {
+    if (w == LayerWindow::none) continue;
+    const int64_t window = w == LayerWindow::long_window ? long_window_ : short_window_;
+    f.attended_keys += static_cast<double>(std::min(seq_len, window + 1));
+  }
+  return f;
+}
+
+torch::Tensor Record29Impl::document_logits(const torch::Tensor& tokens) {
+  const auto T = static_cast<int32_t>(tokens.size(0));
+  const auto cu_seqlens = torch::tensor({0, T}, torch::kInt);
+  auto logits = lm_head(hidden_states(tokens, cu_seqlens, long_window_, short_window_)).to(torch::kFloat);
+  return 30.0 * torch::sigmoid(logits / 7.5);
 }
 
 }  // namespace muonrun

@@ -42,7 +42,10 @@
 #include <vector>
 
 #include "models/casted_linear.h"
+#include "models/doc_window_attention.h"
 #include "models/elementwise_ops.h"
+#include "models/language_model.h"
+#include "models/model_config.h"
 
 namespace muonrun {
 
@@ -69,20 +72,35 @@ struct Record29Config {
   int64_t gate_dim = 12;        // channels the attention gate reads
   int64_t scalar_padding = 0;   // ones after the lambdas (the record pads to a multiple of the world size)
   bool fused_kernels = true;    // ElementwiseOps: fused ops or the composite reference
+  // The long window by thirds of training, in blocks (record 29's
+  // ws_schedule (3, 7, 11) and get_ws: entry int(n x step / (steps + 1)));
+  // the short window is half of it rounded down to a block.
+  std::vector<int64_t> window_schedule = {3, 7, 11};
+  int64_t window_block = 128;   // tokens per block
+  bool fp8_head = false;        // training's head product in FP8 (models/fp8_linear.h)
 };
 
+// The record-29 network model.* describes (model.recipe: record29): the
+// shape and vocabulary, the patterns parsed (a bad one throws ConfigError
+// naming its key), `scalars` padded as in the record's 8-GPU run (to a
+// multiple of 8: 60 + 4 for 12 layers, so that its state_dict loads), fused
+// element-wise ops as model.kernels says.
+Record29Config record29_config(const ModelConfig& model);
+
 // "L S S S L S S - S S S L" (L, S or -, separated by spaces) -> windows;
-// "0 1 2 - ... 0 1 2" -> value_embed. Throw naming `key` and the token when
-// the text does not describe `layers` layers.
+// "0 1 2 - ... 0 1 2" -> value_embed; "3 7 11" -> window_schedule (positive
+// block counts). Throw naming `key` and the token when the text does not
+// describe `layers` layers (any count of at least one, for the schedule).
 std::vector<LayerWindow> parse_window_pattern(const std::string& text, int64_t layers, const std::string& key);
 std::vector<int> parse_value_embed_pattern(const std::string& text, int64_t layers, const std::string& key);
+std::vector<int64_t> parse_window_schedule(const std::string& text, const std::string& key);
 
 struct Attention29Impl : torch::nn::Module {
   explicit Attention29Impl(const Record29Config& config);
   // x: the normed block input [T, dim]; ve: [T, dim] or undefined;
   // sa: the layer's two attention lambdas; cos, sin: fp32 rotary tables [T, 1, head_dim/2].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& ve, const torch::Tensor& sa,
-                        const torch::Tensor& cu_seqlens, int64_t window, const torch::Tensor& cos,
+                        const DocumentOffsets& documents, int64_t window, const torch::Tensor& cos,
                         const torch::Tensor& sin, const ElementwiseOps& ops);
   int64_t heads, head_dim, gate_dim;
   double scale;
@@ -105,7 +123,7 @@ struct Block29Impl : torch::nn::Module {
 };
 TORCH_MODULE(Block29);
 
-struct Record29Impl : torch::nn::Module {
+struct Record29Impl : LanguageModelImpl {
   explicit Record29Impl(Record29Config config);
 
   // inputs, targets: int64 [T], one packed sequence; cu_seqlens: int32
@@ -118,8 +136,17 @@ struct Record29Impl : torch::nn::Module {
   torch::Tensor hidden_states(const torch::Tensor& inputs, const torch::Tensor& cu_seqlens, int64_t long_window,
                               int64_t short_window);
 
-  // bf16 for CUDA training, fp32 on the CPU (the default).
-  void set_compute_dtype(torch::ScalarType dtype) { compute_dtype = dtype; }
+  // LanguageModelImpl, with the windows of the step set_progress() last named
+  // (before any: the schedule's last, as after training).
+  BatchLayout layout() const override { return BatchLayout::packed_documents; }
+  Loss loss(const TokenBatch& batch) override;
+  torch::Tensor document_logits(const torch::Tensor& tokens) override;
+  void set_progress(int64_t step, int64_t steps) override;
+  void set_compute_dtype(torch::ScalarType dtype) override { compute_dtype = dtype; }
+  FlopsPerToken flops_per_token(int64_t seq_len) const override;
+  // This step's windows in tokens: long = schedule entry x block, short = half of it rounded down to a block.
+  int64_t long_window() const { return long_window_; }
+  int64_t short_window() const { return short_window_; }
 
   Record29Config config;
   torch::ScalarType compute_dtype = torch::kFloat;
@@ -128,6 +155,13 @@ struct Record29Impl : torch::nn::Module {
   torch::nn::ModuleList blocks{nullptr};
   CastedLinear lm_head{nullptr};  // [vocab_padded, dim], zero-init
   torch::Tensor scalars;
+
+ private:
+  void set_windows(int64_t blocks);
+  // Rotary tables for T tokens, kept for the next call of the same length.
+  std::pair<torch::Tensor, torch::Tensor> rotary(int64_t T, torch::Device device);
+  int64_t long_window_ = 0, short_window_ = 0;
+  torch::Tensor rotary_cos_, rotary_sin_;
 };
 TORCH_MODULE(Record29);
 

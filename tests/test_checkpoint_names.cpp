@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "models/gpt.h"
 #include "tests/pattern_shards.h"
 #include "tests/test_helpers.h"
 #include "trainer/io/checkpoint.h"
@@ -42,7 +43,7 @@ void save_steps(const Config& config, const std::vector<int64_t>& steps) {
   for (int64_t step : steps) {
     TrainerState state;
     state.step = step;
-    save_checkpoint(config.run.dir, config, model, optimizer, state, nullptr);
+    save_checkpoint(config.run.dir, config, *model, optimizer, state, nullptr);
   }
 }
 
@@ -65,13 +66,13 @@ TEST(CheckpointNames, StepsPastAMillionAreFoundAndLoad) {
   {
     GPT model(config.model);
     Optimizer optimizer(*model, config, nullptr);
-    EXPECT_EQ(load_checkpoint((root / "step_000040").string(), model, optimizer).step, 40);
+    EXPECT_EQ(load_checkpoint((root / "step_000040").string(), *model, optimizer).step, 40);
   }
   save_steps(config, {999999, 1234567});
   EXPECT_EQ(find_latest_checkpoint(config.run.dir), (root / "step_1234567").string());
   GPT model(config.model);
   Optimizer optimizer(*model, config, nullptr);
-  EXPECT_EQ(load_checkpoint((root / "step_1234567").string(), model, optimizer).step, 1234567);
+  EXPECT_EQ(load_checkpoint((root / "step_1234567").string(), *model, optimizer).step, 1234567);
 
   // Not checkpoints: a directory being assembled, names that are not
   // step_<digits>, a step no int64 holds (ignored, not an exception).

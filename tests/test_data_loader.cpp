@@ -154,14 +154,14 @@ TEST(DataLoader, Errors) {
   EXPECT_THROW(DataLoader(pattern, 1 << 20, 1 << 20, 0, 1), std::invalid_argument);
 
   DataLoader loader(pattern, 1, 8, 0, 1);
-  e = error_of([&] { loader.restore({2, 0, 0}); });
+  e = error_of([&] { loader.restore({2, 0, 0, 0}); });
   EXPECT_NE(e.find("cannot restore position (shard 2, offset 0, epoch 0)"), std::string::npos) << e;
   EXPECT_NE(e.find("there are 2 usable shards"), std::string::npos) << e;
-  e = error_of([&] { loader.restore({1, 52, 0}); });  // 52 + 8 + 1 > 60
+  e = error_of([&] { loader.restore({1, 0, 52, 0}); });  // 52 + 8 + 1 > 60
   EXPECT_NE(e.find("the offset must be in 0..51"), std::string::npos) << e;
-  EXPECT_FALSE(error_of([&] { loader.restore({1, -1, 0}); }).empty());
-  EXPECT_FALSE(error_of([&] { loader.restore({0, 0, -1}); }).empty());
-  EXPECT_EQ(error_of([&] { loader.restore({1, 51, 4}); }), "");
+  EXPECT_FALSE(error_of([&] { loader.restore({1, 0, -1, 0}); }).empty());
+  EXPECT_FALSE(error_of([&] { loader.restore({0, 0, 0, -1}); }).empty());
+  EXPECT_EQ(error_of([&] { loader.restore({1, 0, 51, 4}); }), "");
 
   // A corrupt shard among good ones is caught up front.
   std::ofstream(fs::path(pattern).parent_path() / "train_000009.bin") << "not a shard";

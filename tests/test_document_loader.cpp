@@ -205,7 +205,7 @@ TEST(DocumentLoader, RestoreAtEveryStepContinuesIdentically) {
     const int64_t T = mode == DocumentMode::Packed ? 48 : 40;
     for (int rank : {0, 2}) {
       DocumentLoader a(pattern, options(mode, T, rank, 3));
-      std::vector<DocumentPosition> saved;
+      std::vector<LoaderPosition> saved;
       std::vector<DocumentBatch> batches(70);
       for (DocumentBatch& b : batches) {
         saved.push_back(a.position());
@@ -294,7 +294,7 @@ TEST(DocumentLoader, Errors) {
                std::invalid_argument);
 
   DocumentLoader loader(pattern, options(DocumentMode::Packed, 48, 0, 1));
-  const DocumentPosition at = loader.position();  // shard 0, document 0, offset 7
+  const LoaderPosition at = loader.position();  // shard 0, document 0, offset 7
   EXPECT_EQ(at.offset, 7);
   e = error_of([&] { loader.restore({4, 0, 0, 0}); });
   EXPECT_NE(e.find("cannot restore position (shard 4, document 0, offset 0, epoch 0)"),

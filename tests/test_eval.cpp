@@ -19,6 +19,7 @@
 #include <regex>
 #include <thread>
 
+#include "models/gpt.h"
 #include "tests/pattern_shards.h"
 #include "tests/run_results.h"
 #include "tests/test_helpers.h"
@@ -114,7 +115,7 @@ TEST(Eval, OverOtherShardsItIsTheModelsMeanLossOnTheirFirstValTokens) {
   const double eval_loss = run_evaluation(options).val_loss;
 
   GPT model(checkpoint_config(checkpoint).model);
-  load_model_weights(checkpoint, model);
+  load_model_weights(checkpoint, *model);
   model->eval();
   torch::NoGradGuard no_grad;
   const auto shard = read_shard((dir / "train_000000.bin").string());
@@ -290,7 +291,7 @@ TEST(Hellaswag, EndingLossesAreTheModelsOwnLossOnTheConcatenatedTokens) {
   // The roof example fits in 16 + 1 tokens only with its context cropped.
   write_lines(file, {kRoofExample, example_line("The cat sat on the", {"mat.", "moon and the stars", "dog", "a"}, 0)});
   for (const auto& example : read_hellaswag(file.string(), gpt2())) {
-    const auto losses = score_endings(model, example);
+    const auto losses = score_endings(*model, model->config.seq_len, example);
     for (size_t i = 0; i < 4; ++i) {
       const double reference = reference_ending_loss(model, example.context, example.endings[i]);
       EXPECT_NEAR(losses[i].total, reference, 1e-5 * std::abs(reference) + 1e-4) << "line " << example.line << " ending " << i;
@@ -319,7 +320,7 @@ TEST(Hellaswag, AccuracyOfACheckpointOnOneAndTwoRanks) {
   ASSERT_TRUE(result.hellaswag);
 
   GPT model(checkpoint_config(checkpoint).model);
-  load_model_weights(checkpoint, model);
+  load_model_weights(checkpoint, *model);
   model->eval();
   int64_t correct = 0, correct_norm = 0;
   for (const auto& example : read_hellaswag(file.string(), gpt2())) {

@@ -228,9 +228,9 @@ TEST(FusedOps, WholeModelLossAndGradientsMatchReference) {
   }
 }
 
-// model.kernels=auto is the fused ops on the CPU (a fused op's output has
-// its autograd node as grad_fn, the composite a LibTorch one).
-TEST(FusedOps, AutoIsFusedOnTheCpu) {
+// model.kernels=auto is the fused ops (a fused op's output has its autograd
+// node as grad_fn, the composite a LibTorch one).
+TEST(FusedOps, AutoIsFused) {
   auto config = tests::tiny_model_config();
   for (auto [kernels, fused] : std::vector<std::pair<Kernels, bool>>{
            {Kernels::automatic, true}, {Kernels::fused, true}, {Kernels::reference, false}}) {

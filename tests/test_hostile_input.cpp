@@ -11,6 +11,7 @@
 #include <fstream>
 #include <random>
 
+#include "models/gpt.h"
 #include "trainer/io/safetensors.h"
 #include "tests/test_helpers.h"
 #include "trainer/io/checkpoint.h"
@@ -332,13 +333,13 @@ fs::path write_checkpoint(const std::string& name, int64_t dim = 16) {
   tiny.optimizer.step(0);
   TrainerState state;
   state.step = 1;
-  save_checkpoint(run_dir.string(), tiny.config, tiny.model, tiny.optimizer, state, nullptr);
+  save_checkpoint(run_dir.string(), tiny.config, *tiny.model, tiny.optimizer, state, nullptr);
   return run_dir / "checkpoints" / "step_000001";
 }
 
 std::string resume_error(const fs::path& checkpoint) {
   Tiny tiny(16);
-  return error_of([&] { load_checkpoint(checkpoint.string(), tiny.model, tiny.optimizer); });
+  return error_of([&] { load_checkpoint(checkpoint.string(), *tiny.model, tiny.optimizer); });
 }
 
 TEST(HostileCheckpoint, TheValidOneLoads) {

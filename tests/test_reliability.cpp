@@ -14,6 +14,7 @@
 #include <fstream>
 #include <thread>
 
+#include "models/gpt.h"
 #include "tests/pattern_shards.h"
 #include "tests/rank_beat.h"
 #include "tests/run_results.h"
@@ -225,7 +226,7 @@ TEST(Checkpoints, KillingTheJobDuringWritesNeverCorruptsTheLastCheckpoint) {
     ASSERT_TRUE(latest) << "attempt " << attempt;
     GPT model(config.model);
     Optimizer optimizer(*model, config, nullptr);
-    EXPECT_NO_THROW(load_checkpoint(*latest, model, optimizer)) << *latest;
+    EXPECT_NO_THROW(load_checkpoint(*latest, *model, optimizer)) << *latest;
   }
 }
 

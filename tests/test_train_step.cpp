@@ -56,10 +56,10 @@ struct Trace {
 // What a run of either order is made of, built as the trainer builds it.
 struct Run {
   explicit Run(const Config& config)
-      : plan(plan_batches(config, 1)),
-        model(make_model(config, device)),
+      : model(make_model(config, device)),
+        plan(plan_batches(config, 1, model->layout())),
         optimizer(*model, config, nullptr),
-        data(config.data.train, plan.micro_batch, plan.seq_len, 0, 1, config.model.vocab_size),
+        data(make_training_batches(config, model->layout(), plan.train_shape(), 0, 1)),
         detector(config.train.spike_zscore, config.train.spike_window) {}
 
   // The trace with the final weights and optimizer state.
@@ -70,10 +70,10 @@ struct Run {
   }
 
   const torch::Device device{torch::kCPU};
+  LanguageModel model;
   const BatchPlan plan;
-  GPT model;
   Optimizer optimizer;
-  DataLoader data;
+  std::unique_ptr<BatchSource> data;
   DivergenceDetector detector;
   Trace trace;
 };
@@ -83,7 +83,7 @@ Trace with_training_step(const Config& config, int64_t nan_step, int64_t spike_s
                          Communicator* comm = nullptr) {
   Run run(config);
   *on_device = run.optimizer.skips_on_device();
-  StepParts parts{run.model, run.optimizer, run.data, comm, run.device, run.plan};
+  StepParts parts{*run.model, run.optimizer, *run.data, comm, run.device, run.plan};
   for (int64_t step = 0; step < config.train.steps; ++step) {
     StepHooks hooks;
     hooks.change_loss = [&](int64_t, torch::Tensor loss) { return perturb(step, nan_step, spike_step, loss); };
@@ -102,8 +102,7 @@ Trace host_first(const Config& config, int64_t nan_step, int64_t spike_step) {
   for (int64_t step = 0; step < config.train.steps; ++step) {
     auto loss_sum = torch::zeros({});
     for (int64_t micro = 0; micro < run.plan.accumulation; ++micro) {
-      auto [x, y] = next_batch(run.data, run.plan.micro_batch, run.plan.seq_len, run.device);
-      auto loss = perturb(step, nan_step, spike_step, run.model->loss(x, y));
+      auto loss = perturb(step, nan_step, spike_step, run.model->loss(run.data->next(run.device)).objective);
       (loss / static_cast<double>(run.plan.accumulation)).backward();
       loss_sum += loss.detach();
     }
@@ -228,7 +227,7 @@ TEST(TrainingStep, CudaGraphsRefuseACommunicatorByName) {
   ::Run run(config);
   NcclLikeMirror one_rank(1);
   try {
-    make_micro_step_graph(config, &one_rank, run.model, run.device, run.plan);
+    make_micro_step_graph(config, &one_rank, *run.model, run.device, run.plan);
     FAIL() << "train.cuda_graphs was accepted with a communicator";
   } catch (const ConfigError& e) {
     const std::string message = e.what();
@@ -261,11 +260,11 @@ TEST(TrainingStep, WithoutTheCheckANaNStepReachesTheWeights) {
   tests::write_pattern_shards(dir);
   const Config config = tiny_config(dir);
   const torch::Device device(torch::kCPU);
-  const BatchPlan plan = plan_batches(config, 1);
-  GPT model = make_model(config, device);
+  LanguageModel model = make_model(config, device);
+  const BatchPlan plan = plan_batches(config, 1, model->layout());
   Optimizer optimizer(*model, config, nullptr);
-  DataLoader data(config.data.train, plan.micro_batch, plan.seq_len, 0, 1, config.model.vocab_size);
-  StepParts parts{model, optimizer, data, nullptr, device, plan};
+  const auto data = make_training_batches(config, model->layout(), plan.train_shape(), 0, 1);
+  StepParts parts{*model, optimizer, *data, nullptr, device, plan};
   StepHooks hooks;  // no check: every update is applied
   hooks.change_loss = [&](int64_t, torch::Tensor loss) { return perturb(0, 0, -1, loss); };
   training_step(parts, 0, hooks);

@@ -42,6 +42,9 @@ void visit_config(V& v, Config& c) {
     v.number("seed", c.run.seed, int64_t{0}, kMaxInt, "seed of parameter init and sampling");
   });
   v.section("model", [&] {
+    v.choice("recipe", c.model.recipe, kRecipeChoices,
+             "the network: record11 (models/gpt.h; rows of seq_len tokens) or record29 (models/record29.h; "
+             "one packed sequence of whole documents, seq_len tokens per rank per micro-step)");
     v.number("vocab_size", c.model.vocab_size, int64_t{1}, int64_t{65536},
              "tokens in the vocabulary (shards hold uint16)");
     v.number("vocab_multiple", c.model.vocab_multiple, int64_t{1}, int64_t{4096},
@@ -51,15 +54,32 @@ void visit_config(V& v, Config& c) {
     v.number("head_dim", c.model.head_dim, int64_t{2}, int64_t{4096},
              "dimension per head (even, for rotary)");
     v.number("dim", c.model.dim, int64_t{1}, int64_t{65536}, "model (residual) dimension");
-    v.number("mlp_ratio", c.model.mlp_ratio, int64_t{1}, int64_t{64}, "MLP hidden = ratio x dim");
-    v.number("seq_len", c.model.seq_len, int64_t{1}, int64_t{1} << 20, "tokens per sequence");
-    v.number("rope_base", c.model.rope_base, 1.0, kInf, "rotary embedding base");
+    v.number("mlp_ratio", c.model.mlp_ratio, int64_t{1}, int64_t{64},
+             "MLP hidden = ratio x dim (record29: always 4)");
+    v.number("seq_len", c.model.seq_len, int64_t{1}, int64_t{1} << 20,
+             "tokens per sequence (record29: of the packed sequence per rank per micro-step)");
+    v.number("rope_base", c.model.rope_base, 1.0, kInf,
+             "rotary embedding base (record29: its own half-truncated rotary, base 1/1024)");
     v.number("logit_softcap", c.model.logit_softcap, 0.0, kInf,
-             "logits = cap*tanh(logits/cap); 0 disables");
+             "logits = cap*tanh(logits/cap); 0 disables (record29: always 30 sigmoid(z/7.5))");
     v.choice("kernels", c.model.kernels, kKernelsChoices,
              "element-wise ops: fused (one op each: RMSNorm, QK-norm + rotary, relu^2, "
-             "residual mixes with their norm) or reference (the composite LibTorch ops); "
-             "auto: fused on the CPU, reference on CUDA until a GPU run verifies the kernels");
+             "residual mixes with their norm, the head's soft-capped cross-entropy) or reference (the "
+             "composite LibTorch ops); auto: fused");
+    v.text("windows", c.model.windows,
+           "record29: per layer, L (long window), S (short window) or - (no attention)");
+    v.text("value_embeds", c.model.value_embeds,
+           "record29: per layer, the value-embedding table (0, 1, 2) mixed into v, or - (none)");
+    v.text("window_schedule", c.model.window_schedule,
+           "record29: the long window in blocks over equal parts of training; short = half, rounded down");
+    v.number("window_block", c.model.window_block, int64_t{1}, int64_t{1} << 20,
+             "record29: tokens per window block");
+    v.number("attn_scale", c.model.attn_scale, 1e-6, kInf, "record29: scale of q.k in attention");
+    v.number("attn_gate_dim", c.model.attn_gate_dim, int64_t{1}, int64_t{65536},
+             "record29: channels of the attention input its per-head sigmoid gate reads");
+    v.flag("fp8_head", c.model.fp8_head,
+           "record29: training's lm_head product in float8 (e4m3 inputs, e5m2 gradient, the record's "
+           "static scales); evaluation and sampling use bf16");
   });
   v.section("data", [&] {
     v.text("train", c.data.train, "training shards (glob pattern)");
@@ -76,6 +96,8 @@ void visit_config(V& v, Config& c) {
     v.number("val_every", c.train.val_every, int64_t{0}, kMaxInt,
              "validate every N steps (0: only at the end)");
     v.number("val_tokens", c.train.val_tokens, int64_t{1}, kMaxInt, "tokens per validation");
+    v.number("val_seq_len", c.train.val_seq_len, int64_t{0}, int64_t{1} << 20,
+             "tokens per validation sequence (0: model.seq_len)");
     v.number("val_loss_target", c.train.val_loss_target, 0.0, kInf,
              "stop when val_loss <= target (0: run all steps)");
     v.number("timing_warmup_steps", c.train.timing_warmup_steps, int64_t{0}, kMaxInt,

@@ -8,16 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "trainer/data/loader_position.h"
 #include "trainer/data/shard.h"
 
 namespace muonrun {
-
-// Where the next global batch starts; saved in checkpoints.
-struct LoaderPosition {
-  int64_t shard = 0;   // index among the usable shards, in sorted file order
-  int64_t offset = 0;  // token offset in that shard
-  int64_t epoch = 0;   // completed passes over all shards
-};
 
 class DataLoader {
  public:

@@ -241,7 +241,7 @@ void DocumentLoader::next_batch(DocumentBatch& batch) {
   move_to_shard(position_.shard + 1, position_.epoch);
 }
 
-void DocumentLoader::restore(const DocumentPosition& p) {
+void DocumentLoader::restore(const LoaderPosition& p) {
   const std::string where = "data: cannot restore position (shard " + std::to_string(p.shard) +
                             ", document " + std::to_string(p.document) + ", offset " +
                             std::to_string(p.offset) + ", epoch " + std::to_string(p.epoch) +

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/data/loader_position.h"
 #include "trainer/data/shard.h"
 
 namespace muonrun {
@@ -44,17 +45,6 @@ struct DocumentLoaderOptions {
   int rank = 0;
   int world = 1;
   int64_t vocab_size = 65536;      // a token >= this is refused (pass the model's)
-};
-
-// Where the next global batch starts; saved in checkpoints and restored
-// exactly, also across shard boundaries and epochs.
-struct DocumentPosition {
-  int64_t shard = 0;     // index among the files matching the pattern, in sorted order
-  int64_t document = 0;  // packed: index of the batch's first document among the shard's
-                         // document starts; contiguous: 0
-  int64_t offset = 0;    // token offset of the batch in the shard (packed: that document's
-                         // <|endoftext|>)
-  int64_t epoch = 0;     // completed passes over all shards
 };
 
 struct DocumentBatch {
@@ -83,9 +73,9 @@ class DocumentLoader {
   // batch (to the next shard, after the last back to the first).
   void next_batch(DocumentBatch& batch);
 
-  DocumentPosition position() const { return position_; }
+  LoaderPosition position() const { return position_; }
   // Continues from a saved position; throws if it names no batch of these shards.
-  void restore(const DocumentPosition& position);
+  void restore(const LoaderPosition& position);
   // Back to the first batch (e.g. before each validation).
   void reset();
 
@@ -124,8 +114,8 @@ class DocumentLoader {
   std::vector<Segment> segments_;   // packed: this rank's part of the planned batch
   int64_t next_document_ = 0;       // packed: the document after the planned batch
   std::vector<uint16_t> scratch_;
-  DocumentPosition first_;
-  DocumentPosition position_;
+  LoaderPosition first_;
+  LoaderPosition position_;
 };
 
 }  // namespace muonrun

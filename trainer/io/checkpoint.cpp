@@ -79,7 +79,7 @@ double metadata_double(const SafetensorsFile& file, const std::string& path, con
 
 }  // namespace
 
-std::string save_checkpoint(const std::string& run_dir, const Config& config, GPT& model,
+std::string save_checkpoint(const std::string& run_dir, const Config& config, torch::nn::Module& model,
                             const Optimizer& optimizer, const TrainerState& state, Communicator* comm) {
   const int rank = comm ? comm->rank() : 0;
   const int world = comm ? comm->size() : 1;
@@ -101,6 +101,7 @@ std::string save_checkpoint(const std::string& run_dir, const Config& config, GP
   save_safetensors((tmp_dir / ("rank" + std::to_string(rank) + ".safetensors")).string(), rank_tensors,
                    {{"step", std::to_string(state.step)},
                     {"loader.shard", std::to_string(state.loader.shard)},
+                    {"loader.document", std::to_string(state.loader.document)},
                     {"loader.offset", std::to_string(state.loader.offset)},
                     {"loader.epoch", std::to_string(state.loader.epoch)},
                     {"train_time_ms", fmt::format("{}", state.train_time_ms)},
@@ -111,7 +112,7 @@ std::string save_checkpoint(const std::string& run_dir, const Config& config, GP
                     {"world_size", std::to_string(world)}});
   if (rank == 0) {
     std::vector<std::pair<std::string, torch::Tensor>> weights;
-    for (const auto& p : model->named_parameters()) weights.emplace_back(p.key(), p.value());
+    for (const auto& p : model.named_parameters()) weights.emplace_back(p.key(), p.value());
     save_safetensors((tmp_dir / "model.safetensors").string(), weights,
                      {{"format", "pt"}, {"step", std::to_string(state.step)}});
     write_file_atomically((tmp_dir / "config.yaml").string(), to_yaml(config));
@@ -143,11 +144,11 @@ Config checkpoint_config(const std::string& checkpoint_dir) {
   return load_config({path}, {});
 }
 
-void load_model_weights(const std::string& checkpoint_dir, GPT& model) {
+void load_model_weights(const std::string& checkpoint_dir, torch::nn::Module& model) {
   const std::string path = (fs::path(checkpoint_dir) / "model.safetensors").string();
   auto weights = load_safetensors(path);
   torch::NoGradGuard no_grad;
-  for (auto& p : model->named_parameters()) {
+  for (auto& p : model.named_parameters()) {
     auto it = weights.tensors.find(p.key());
     if (it == weights.tensors.end()) throw std::runtime_error(path + ": no tensor " + p.key());
     if (it->second.sizes() != p.value().sizes() || it->second.scalar_type() != torch::kFloat)
@@ -158,7 +159,7 @@ void load_model_weights(const std::string& checkpoint_dir, GPT& model) {
   }
 }
 
-TrainerState load_checkpoint(const std::string& checkpoint_dir, GPT& model, Optimizer& optimizer,
+TrainerState load_checkpoint(const std::string& checkpoint_dir, torch::nn::Module& model, Optimizer& optimizer,
                              int rank) {
   const fs::path dir(checkpoint_dir);
   if (!fs::exists(dir / kMarker))
@@ -195,6 +196,8 @@ TrainerState load_checkpoint(const std::string& checkpoint_dir, GPT& model, Opti
   TrainerState state;
   state.step = metadata_int(main, main_path, "step");
   state.loader.shard = metadata_int(main, main_path, "loader.shard");
+  // Checkpoints from before the document loader have no loader.document: 0.
+  state.loader.document = main.metadata.count("loader.document") ? metadata_int(main, main_path, "loader.document") : 0;
   state.loader.offset = metadata_int(main, main_path, "loader.offset");
   state.loader.epoch = metadata_int(main, main_path, "loader.epoch");
   state.train_time_ms = metadata_double(main, main_path, "train_time_ms");

@@ -13,12 +13,13 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <torch/torch.h>
+
 #include <vector>
 
-#include "models/gpt.h"
 #include "optim/optimizer.h"
 #include "trainer/config/config.h"
-#include "trainer/data/data_loader.h"
+#include "trainer/data/loader_position.h"
 
 namespace muonrun {
 
@@ -41,7 +42,7 @@ struct TrainerState {
 // process): each writes its rank file, rank 0 the rest, and the directory is
 // renamed once all are written. The run directory must be shared by all ranks.
 // Returns the checkpoint's directory.
-std::string save_checkpoint(const std::string& run_dir, const Config& config, GPT& model,
+std::string save_checkpoint(const std::string& run_dir, const Config& config, torch::nn::Module& model,
                             const Optimizer& optimizer, const TrainerState& state, Communicator* comm);
 
 // The newest complete checkpoint under <run_dir>/checkpoints, if any.
@@ -52,13 +53,13 @@ Config checkpoint_config(const std::string& checkpoint_dir);
 
 // Copies the checkpoint's model.safetensors into `model`, checking every name
 // and shape.
-void load_model_weights(const std::string& checkpoint_dir, GPT& model);
+void load_model_weights(const std::string& checkpoint_dir, torch::nn::Module& model);
 
 // Restores weights, optimizer state and RNG; returns the trainer state. The
 // optimizer takes what it needs from all rank files, so the number of ranks
 // may differ from the run that wrote them. Throws naming the file and the
 // problem for incomplete or corrupt checkpoints.
-TrainerState load_checkpoint(const std::string& checkpoint_dir, GPT& model, Optimizer& optimizer,
+TrainerState load_checkpoint(const std::string& checkpoint_dir, torch::nn::Module& model, Optimizer& optimizer,
                              int rank = 0);
 
 // Keys under the given prefixes ("model.", "data.") whose values differ,

@@ -4,18 +4,13 @@
 
 #include <torch/torch.h>
 
-#include "models/gpt.h"
-#include "trainer/data/data_loader.h"
+#include "models/language_model.h"
+#include "trainer/run/batch_source.h"
 
 namespace muonrun {
 
-// Runs `batches` micro-batches [B, T] of the val loader from its start;
-// returns the mean loss of this rank's batches.
-double evaluate(GPT& model, DataLoader& val, int64_t batches, int64_t B, int64_t T,
-                const torch::Device& device);
-
-// Copies one loader batch (B*T+1 tokens) to `device` as inputs and targets [B, T].
-std::pair<torch::Tensor, torch::Tensor> next_batch(DataLoader& loader, int64_t B, int64_t T,
-                                                   const torch::Device& device);
+// Runs `batches` micro-batches of the validation source from its start, in
+// evaluation mode; returns the mean loss per token of this rank's batches.
+double evaluate(LanguageModelImpl& model, BatchSource& val, int64_t batches, const torch::Device& device);
 
 }  // namespace muonrun

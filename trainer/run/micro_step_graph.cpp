@@ -20,11 +20,11 @@ void wait(const at::cuda::CUDAStream& waiter, const at::cuda::CUDAStream& queued
 
 class CudaMicroStepGraph : public MicroStepGraph {
  public:
-  CudaMicroStepGraph(GPT& model, const torch::Tensor& x, const torch::Tensor& y, double loss_scale, int warmup)
+  CudaMicroStepGraph(LanguageModelImpl& model, const torch::Tensor& x, const torch::Tensor& y, double loss_scale, int warmup)
       : model_(model), loss_scale_(loss_scale), x_(x.clone()), y_(y.clone()) {
     TORCH_CHECK(x.is_cuda() && y.is_cuda(), "capture_micro_step: the batch must be on a CUDA device");
     // The gradients the graph adds into, allocated outside its memory pool.
-    for (auto& p : model_->parameters())
+    for (auto& p : model_.parameters())
       if (p.requires_grad() && !p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
     // Warm-up and capture on a side stream: capture may not use the default one.
     auto side = at::cuda::getStreamFromPool();
@@ -32,7 +32,7 @@ class CudaMicroStepGraph : public MicroStepGraph {
     {
       c10::cuda::CUDAStreamGuard on_side(side);
       for (int i = 0; i < warmup; ++i) forward_backward();
-      for (auto& p : model_->parameters())
+      for (auto& p : model_.parameters())
         if (p.grad().defined()) p.mutable_grad().zero_();
       // As torch.cuda.graph does before capture: the warm-up's work finished,
       // and its freed activations handed back to the driver, so that they do
@@ -58,12 +58,12 @@ class CudaMicroStepGraph : public MicroStepGraph {
 
  private:
   torch::Tensor forward_backward() {
-    auto loss = model_->loss(x_, y_);
+    auto loss = model_.loss(TokenBatch{x_, y_}).objective;
     (loss * loss_scale_).backward();
     return loss.detach();
   }
 
-  GPT& model_;
+  LanguageModelImpl& model_;
   double loss_scale_;
   torch::Tensor x_, y_, loss_;  // the graph's inputs and output
   at::cuda::CUDAGraph graph_;
@@ -71,7 +71,7 @@ class CudaMicroStepGraph : public MicroStepGraph {
 
 }  // namespace
 
-std::unique_ptr<MicroStepGraph> capture_micro_step(GPT& model, const torch::Tensor& x, const torch::Tensor& y,
+std::unique_ptr<MicroStepGraph> capture_micro_step(LanguageModelImpl& model, const torch::Tensor& x, const torch::Tensor& y,
                                                    double loss_scale, int warmup) {
   return std::make_unique<CudaMicroStepGraph>(model, x, y, loss_scale, warmup);
 }

@@ -27,7 +27,7 @@
 
 #include <memory>
 
-#include "models/gpt.h"
+#include "models/language_model.h"
 
 namespace muonrun {
 
@@ -39,10 +39,10 @@ class MicroStepGraph {
   virtual torch::Tensor run(const torch::Tensor& x, const torch::Tensor& y) = 0;
 };
 
-// Captures loss(x, y) * loss_scale and its backward for batches shaped like
-// x and y (on a CUDA device), after `warmup` eager micro-steps whose
+// Captures the loss of rows x, y (models/language_model.h: BatchLayout::rows)
+// times loss_scale and its backward for batches shaped like x and y (on a CUDA device), after `warmup` eager micro-steps whose
 // gradients are then zeroed. Throws ConfigError in a build without CUDA.
-std::unique_ptr<MicroStepGraph> capture_micro_step(GPT& model, const torch::Tensor& x, const torch::Tensor& y,
+std::unique_ptr<MicroStepGraph> capture_micro_step(LanguageModelImpl& model, const torch::Tensor& x, const torch::Tensor& y,
                                                    double loss_scale, int warmup = 3);
 
 }  // namespace muonrun

@@ -5,7 +5,7 @@
 
 namespace muonrun {
 
-std::unique_ptr<MicroStepGraph> capture_micro_step(GPT&, const torch::Tensor&, const torch::Tensor&, double, int) {
+std::unique_ptr<MicroStepGraph> capture_micro_step(LanguageModelImpl&, const torch::Tensor&, const torch::Tensor&, double, int) {
   throw ConfigError("train.cuda_graphs: this muonrun was built without CUDA (MUONRUN_CUDA=OFF); "
                     "build with CUDA=1 launch/setup.sh, or set train.cuda_graphs: false");
 }

@@ -47,6 +47,7 @@ struct TrainConfig {
   int64_t micro_batch = 64;       // sequences per rank per forward/backward
   int64_t val_every = 125;        // 0: only at the end
   int64_t val_tokens = 10485760;
+  int64_t val_seq_len = 0;  // tokens per validation sequence; 0: model.seq_len
   double val_loss_target = 3.28;  // stop once val_loss <= target; 0: never
   int64_t timing_warmup_steps = 10;  // first steps not counted in train_time
   int64_t log_every = 1;

@@ -8,11 +8,9 @@
 #include <fstream>
 
 #include "comm/world.h"
-#include "models/gpt.h"
 #include "optim/optimizer.h"
 #include "trainer/base/atomic_file.h"
 #include "trainer/io/checkpoint.h"
-#include "trainer/data/data_loader.h"
 #include "trainer/run/device.h"
 #include "trainer/faults/divergence.h"
 #include "trainer/base/exit_codes.h"
@@ -86,20 +84,18 @@ class Run {
         device_(device),
         dir_(dir),
         heartbeat_(heartbeat),
-        plan_(plan_batches(config, world.size())),
         model_(make_model(config, device)),
+        plan_(plan_batches(config, world.size(), model_->layout())),
         optimizer_(*model_, config, comm_),
-        train_data_(config.data.train, plan_.micro_batch, plan_.seq_len, world.rank(), world.size(),
-                    config.model.vocab_size),
-        val_data_(config.data.val, plan_.micro_batch, plan_.seq_len, world.rank(), world.size(),
-                  config.model.vocab_size),
+        train_data_(make_training_batches(config, model_->layout(), plan_.train_shape(), world.rank(), world.size())),
+        val_data_(make_validation_batches(config, model_->layout(), plan_.val_shape(), world.rank(), world.size())),
         divergence_(config.train.spike_zscore, config.train.spike_window) {
     share_initial_weights();
   }
 
   TrainSummary train(const std::optional<std::string>& resume_from) {
     if (resume_from) restore(*resume_from);
-    graph_ = make_micro_step_graph(config_, comm_, model_, device_, plan_);  // after the weights are final
+    graph_ = make_micro_step_graph(config_, comm_, *model_, device_, plan_);  // after the weights are final
     if (world_.rank() == 0) {
       if (!resume_from) fs::remove(dir_ + "/metrics.jsonl");
       metrics_ = std::make_unique<MetricsFile>(dir_ + "/metrics.jsonl");
@@ -112,6 +108,7 @@ class Run {
     if (!std::isnan(state_.last_train_loss)) pending.train_loss = state_.last_train_loss;
     for (int64_t step = state_.step;; ++step) {
       const bool last = step == config_.train.steps;
+      model_->set_progress(step, config_.train.steps);  // validation at `step` and the step itself
       bool stop = last;
       if (last || (config_.train.val_every > 0 && step % config_.train.val_every == 0)) {
         pending.val_loss = validate();
@@ -177,8 +174,8 @@ class Run {
   }
 
   void restore(const std::string& checkpoint_dir) {
-    state_ = load_checkpoint(checkpoint_dir, model_, optimizer_, world_.rank());
-    train_data_.restore(state_.loader);
+    state_ = load_checkpoint(checkpoint_dir, *model_, optimizer_, world_.rank());
+    train_data_->restore(state_.loader);
     optimizer_.set_lr_scale(state_.lr_scale);
     if (world_.rank() == 0) truncate_metrics(dir_ + "/metrics.jsonl", state_.step);
     spdlog::info("resumed from {} at step {}", checkpoint_dir, state_.step);
@@ -191,8 +188,7 @@ class Run {
 
   double validate() {
     heartbeat_.pulse();  // evaluation is a long phase of its own
-    auto local = torch::tensor(evaluate(model_, val_data_, plan_.val_batches, plan_.micro_batch,
-                                        plan_.seq_len, device_));
+    auto local = torch::tensor(evaluate(*model_, *val_data_, plan_.val_batches, device_));
     return mean_over_ranks({local})[0];
   }
 
@@ -200,7 +196,7 @@ class Run {
   StepOutcome train_step(int64_t step) {
     synchronize(device_);
     const auto start = std::chrono::steady_clock::now();
-    StepParts parts{model_, optimizer_, train_data_, comm_, device_, plan_, nullptr, graph_.get()};
+    StepParts parts{*model_, optimizer_, *train_data_, comm_, device_, plan_, nullptr, graph_.get()};
     StepHooks hooks;
     hooks.change_loss = [&](int64_t, torch::Tensor loss) {
       if (step == config_.debug.inject_nan_step && world_.rank() == 0 && !nan_injected_) {
@@ -256,8 +252,8 @@ class Run {
 
   std::string checkpoint() {
     heartbeat_.pulse();  // writing a checkpoint is a long phase of its own
-    state_.loader = train_data_.position();
-    return save_checkpoint(dir_, config_, model_, optimizer_, state_, comm_);
+    state_.loader = train_data_->position();
+    return save_checkpoint(dir_, config_, *model_, optimizer_, state_, comm_);
   }
 
   StepMetrics metrics_of_step(int64_t step) const {
@@ -275,8 +271,8 @@ class Run {
   void log_start() const {
     int64_t params = 0;
     for (const auto& p : model_->parameters()) params += p.numel();
-    spdlog::info("run {}: {} parameters; {} rank(s) ({}{}) on {}; {} steps of {} tokens = {} x {} x {} x {} accumulation",
-                 dir_, params, world_.size(), launcher_name(world_.launch().launcher),
+    spdlog::info("run {}: {} ({} parameters); {} rank(s) ({}{}) on {}; {} steps of {} tokens = {} x {} x {} x {} accumulation",
+                 dir_, name_of(config_.model.recipe), params, world_.size(), launcher_name(world_.launch().launcher),
                  comm_ ? ", " + comm_->name() : std::string(), device_.str(), config_.train.steps,
                  config_.train.batch_tokens, world_.size(), plan_.micro_batch, plan_.seq_len, plan_.accumulation);
     spdlog::info("optimizer: {}", optimizer_.describe());
@@ -293,10 +289,10 @@ class Run {
   torch::Device device_;
   std::string dir_;
   Heartbeat& heartbeat_;
+  LanguageModel model_;  // model.recipe's network
   BatchPlan plan_;
-  GPT model_;
   Optimizer optimizer_;
-  DataLoader train_data_, val_data_;
+  std::unique_ptr<BatchSource> train_data_, val_data_;
   DivergenceDetector divergence_;
   std::unique_ptr<MicroStepGraph> graph_;  // train.cuda_graphs
   TrainerState state_;

@@ -6,30 +6,41 @@
 #include <limits>
 #include <stdexcept>
 
-#include "trainer/run/evaluate.h"
+#include "models/gpt.h"
+#include "models/record29.h"
 
 namespace muonrun {
 
-BatchPlan plan_batches(const Config& config, int world) {
+BatchPlan plan_batches(const Config& config, int world, BatchLayout layout) {
   const int64_t B = config.train.micro_batch, T = config.model.seq_len;
+  const int64_t val_T = config.train.val_seq_len > 0 ? config.train.val_seq_len : T;
+  if (layout == BatchLayout::packed_documents && B != 1)
+    throw ConfigError(fmt::format("train.micro_batch must be 1 for model.recipe {}: it trains on one packed "
+                                  "sequence of model.seq_len tokens per rank per micro-step, got {}",
+                                  name_of(config.model.recipe), B));
   const int64_t per_micro_step = world * B * T;
   if (config.train.batch_tokens % per_micro_step != 0)
     throw ConfigError(fmt::format(
         "train.batch_tokens ({}) must be a multiple of world size x train.micro_batch x "
         "model.seq_len = {} x {} x {} = {}",
         config.train.batch_tokens, world, B, T, per_micro_step));
-  if (config.train.val_tokens % per_micro_step != 0)
+  const int64_t per_val_batch = world * B * val_T;
+  if (config.train.val_tokens % per_val_batch != 0)
     throw ConfigError(fmt::format(
         "train.val_tokens ({}) must be a multiple of world size x train.micro_batch x "
-        "model.seq_len = {}; nearest: {}",
-        config.train.val_tokens, per_micro_step,
-        std::max<int64_t>(1, config.train.val_tokens / per_micro_step) * per_micro_step));
-  return {B, T, config.train.batch_tokens / per_micro_step, config.train.val_tokens / per_micro_step};
+        "{} = {}; nearest: {}",
+        config.train.val_tokens, config.train.val_seq_len > 0 ? "train.val_seq_len" : "model.seq_len", per_val_batch,
+        std::max<int64_t>(1, config.train.val_tokens / per_val_batch) * per_val_batch));
+  return {B, T, config.train.batch_tokens / per_micro_step, val_T, config.train.val_tokens / per_val_batch};
 }
 
-GPT make_model(const Config& config, const torch::Device& device) {
+LanguageModel make_model(const Config& config, const torch::Device& device) {
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
-  GPT model(config.model);
+  LanguageModel model;
+  switch (config.model.recipe) {
+    case Recipe::record11: model = GPT(config.model).ptr(); break;
+    case Recipe::record29: model = Record29(record29_config(config.model)).ptr(); break;
+  }
   model->to(device);
   if (device.is_cuda()) model->set_compute_dtype(torch::kBFloat16);
   return model;
@@ -65,9 +76,9 @@ namespace {
 // Whether some gradient of this rank is not finite, as a device scalar (1 or
 // 0): the sum of their L1 norms (one multi-tensor kernel on CUDA) is NaN or
 // Inf exactly when some gradient is.
-torch::Tensor gradients_not_finite(GPT& model, const torch::Device& device) {
+torch::Tensor gradients_not_finite(LanguageModelImpl& model, const torch::Device& device) {
   std::vector<torch::Tensor> grads;
-  for (const auto& p : model->parameters())
+  for (const auto& p : model.parameters())
     if (p.grad().defined()) grads.push_back(p.grad());
   if (grads.empty()) return torch::zeros({}, torch::dtype(torch::kFloat).device(device));
   const auto total = torch::stack(at::_foreach_norm(grads, 1)).sum().to(torch::kFloat);
@@ -90,26 +101,30 @@ StepResult training_step(StepParts& parts, int64_t step, const StepHooks& hooks)
   parts.optimizer.set_phase_timer(timer);
   auto loss_sum = torch::zeros({}, torch::dtype(torch::kFloat).device(parts.device));
   for (int64_t micro = 0; micro < plan.accumulation; ++micro) {
-    torch::Tensor x, y;
+    TokenBatch batch;
     {
       PhaseScope data(timer, Phase::Data);
-      std::tie(x, y) = next_batch(parts.data, plan.micro_batch, plan.seq_len, parts.device);
+      batch = parts.data.next(parts.device);
     }
     parts.optimizer.begin_backward(micro == plan.accumulation - 1);
-    torch::Tensor loss;
+    Loss loss;
     if (parts.graph) {
       PhaseScope forward_backward(timer, Phase::Forward);  // one replay: the split is not seen
-      loss = parts.graph->run(x, y);
+      loss.objective = parts.graph->run(batch.inputs, batch.targets);
     } else {
       {
         PhaseScope forward(timer, Phase::Forward);
-        loss = parts.model->loss(x, y);
+        loss = parts.model.loss(batch);
       }
-      if (hooks.change_loss) loss = hooks.change_loss(micro, loss);
+      if (hooks.change_loss) loss.objective = hooks.change_loss(micro, loss.objective);
       PhaseScope backward(timer, Phase::Backward);
-      (loss / static_cast<double>(plan.accumulation)).backward();
+      // Divided by the accumulation: the gradient of one micro-step's
+      // objective, averaged, whatever the number of micro-steps (record 29's
+      // one-GPU run sums eight micro-steps' instead: eight times the 8-GPU
+      // gradient, which Adam and Muon almost entirely normalise away).
+      (loss.objective / static_cast<double>(plan.accumulation)).backward();
     }
-    loss_sum += loss.detach();
+    loss_sum += loss.objective.detach() * loss.per_token;
   }
   {
     PhaseScope backward(timer, Phase::Backward);
@@ -160,7 +175,7 @@ StepResult training_step(StepParts& parts, int64_t step, const StepHooks& hooks)
   return result;
 }
 
-std::unique_ptr<MicroStepGraph> make_micro_step_graph(const Config& config, Communicator* comm, GPT& model,
+std::unique_ptr<MicroStepGraph> make_micro_step_graph(const Config& config, Communicator* comm, LanguageModelImpl& model,
                                                       const torch::Device& device, const BatchPlan& plan) {
   if (!config.train.cuda_graphs) return nullptr;
   // Any communicator, even over one rank (a launcher with one process): its
@@ -171,6 +186,10 @@ std::unique_ptr<MicroStepGraph> make_micro_step_graph(const Config& config, Comm
                                   "the {} communicator over {} rank(s): the gradient all-reduce runs from hooks on "
                                   "the host, which a replayed graph does not call; start muonrun directly",
                                   comm->name(), comm->size()));
+  if (model.layout() != BatchLayout::rows)
+    throw ConfigError(fmt::format("train.cuda_graphs needs batches of one shape, but model.recipe {} trains on packed "
+                                  "documents whose offsets change with every batch; set train.cuda_graphs: false",
+                                  name_of(config.model.recipe)));
   if (!device.is_cuda())
     throw ConfigError(fmt::format("train.cuda_graphs needs a CUDA device (run.device is {})", device.str()));
   if (config.debug.inject_nan_step >= 0)

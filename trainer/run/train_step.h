@@ -10,26 +10,32 @@
 #include <vector>
 
 #include "comm/communicator.h"
-#include "models/gpt.h"
+#include "models/language_model.h"
 #include "optim/optimizer.h"
 #include "trainer/config/config.h"
-#include "trainer/data/data_loader.h"
+#include "trainer/run/batch_source.h"
 #include "trainer/run/micro_step_graph.h"
 #include "trainer/run/phase_timer.h"
 
 namespace muonrun {
 
-// The batch arithmetic of a run: global batch = world x micro x seq x accumulation.
+// The batch arithmetic of a run: global batch = world x micro x seq x
+// accumulation; validation = world x micro x val_seq x val_batches.
 struct BatchPlan {
-  int64_t micro_batch, seq_len, accumulation, val_batches;
+  int64_t micro_batch, seq_len, accumulation, val_seq_len, val_batches;
+
+  BatchShape train_shape() const { return {micro_batch, seq_len}; }
+  BatchShape val_shape() const { return {micro_batch, val_seq_len}; }
 };
 
 // Throws ConfigError when train.batch_tokens or train.val_tokens do not
-// divide into world x micro_batch x seq_len.
-BatchPlan plan_batches(const Config& config, int world);
+// divide into world x micro_batch x seq_len (x val_seq_len), or when a
+// packed layout is given more than one sequence per micro-batch.
+BatchPlan plan_batches(const Config& config, int world, BatchLayout layout);
 
-// The run's network: seeded with run.seed, on `device`, bf16 compute on CUDA.
-GPT make_model(const Config& config, const torch::Device& device);
+// The run's network, model.recipe's: seeded with run.seed, on `device`, bf16
+// compute on CUDA. Throws ConfigError naming a model.* key it cannot build.
+LanguageModel make_model(const Config& config, const torch::Device& device);
 
 // Sums over ranks of a few scalars, in one small all-reduce (`comm` null:
 // the values themselves), left on `device` as a float vector: nothing waits
@@ -46,9 +52,9 @@ std::vector<double> mean_over_ranks(Communicator* comm, const torch::Device& dev
 
 // What a step works on.
 struct StepParts {
-  GPT& model;
+  LanguageModelImpl& model;
   Optimizer& optimizer;
-  DataLoader& data;
+  BatchSource& data;
   Communicator* comm;  // null for one process
   torch::Device device;
   BatchPlan plan;
@@ -58,9 +64,10 @@ struct StepParts {
 
 // The captured micro-step of train.cuda_graphs (null when it is off), after
 // checking what graphs need: no communicator (one process, no launcher), a
-// CUDA device, no loss changed on the host (debug.inject_nan_step). Throws
+// CUDA device, rows of a fixed shape (not packed documents, whose offsets
+// change with every batch), no loss changed on the host (debug.inject_nan_step). Throws
 // ConfigError naming the key (and the communicator).
-std::unique_ptr<MicroStepGraph> make_micro_step_graph(const Config& config, Communicator* comm, GPT& model,
+std::unique_ptr<MicroStepGraph> make_micro_step_graph(const Config& config, Communicator* comm, LanguageModelImpl& model,
                                                       const torch::Device& device, const BatchPlan& plan);
 
 // The training loop's say in a step.

@@ -64,21 +64,22 @@ EvalResult run_evaluation(const EvalOptions& options) {
   try {
     const auto flat = to_yaml(config);
     world.check_same_run(fnv1a(flat.data(), flat.size()));
-    const BatchPlan plan = plan_batches(config, world.size());
-    GPT model = make_model(config, device);
-    load_model_weights(result.checkpoint, model);
-    DataLoader val(config.data.val, plan.micro_batch, plan.seq_len, world.rank(), world.size(),
-                   config.model.vocab_size);
+    LanguageModel model = make_model(config, device);
+    const BatchPlan plan = plan_batches(config, world.size(), model->layout());
+    load_model_weights(result.checkpoint, *model);
+    const auto val = make_validation_batches(config, model->layout(), plan.val_shape(), world.rank(), world.size());
     std::vector<HellaswagExample> examples;  // read first: a bad line fails before any work
     if (!options.hellaswag.empty())
       examples = read_hellaswag(options.hellaswag, Tokenizer::load(options.vocab_dir + "/encoder.json",
                                                                    options.vocab_dir + "/vocab.bpe"));
-    const double local = evaluate(model, val, plan.val_batches, plan.micro_batch, plan.seq_len, device);
+    model->set_progress(config.train.steps, config.train.steps);  // the trained structure (record 29's last windows)
+    const double local = evaluate(*model, *val, plan.val_batches, device);
     result.val_loss = mean_over_ranks(world.comm(), device, {torch::tensor(local)})[0];
     result.val_tokens = config.train.val_tokens;
     result.val_pattern = config.data.val;
     if (!examples.empty())
-      result.hellaswag = evaluate_hellaswag(model, examples, world.rank(), world.size(), world.comm(), device);
+      result.hellaswag = evaluate_hellaswag(*model, config.model.seq_len, examples, world.rank(), world.size(),
+                                            world.comm(), device);
   } catch (const std::exception& e) {
     if (world.size() > 1 && world.launch().launcher == Launcher::Mpi) {
       // MPI_Abort ends the job (no rank waits for this one until its

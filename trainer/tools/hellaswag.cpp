@@ -64,47 +64,31 @@ std::vector<HellaswagExample> read_hellaswag(const std::string& path, const Toke
   return examples;
 }
 
-std::array<EndingLoss, 4> score_endings(GPT& model, const HellaswagExample& example) {
+std::array<EndingLoss, 4> score_endings(LanguageModelImpl& model, int64_t seq_len, const HellaswagExample& example) {
   torch::NoGradGuard no_grad;
-  const auto device = model->parameters().front().device();
-  const int64_t window = model->config.seq_len + 1;  // tokens of a row: seq_len inputs, each with its target
-  std::array<std::vector<int64_t>, 4> rows;
-  std::array<int64_t, 4> ending_start{};
-  int64_t longest = 0;
+  const auto device = model.parameters().front().device();
+  const int64_t window = seq_len + 1;  // tokens of a row: seq_len inputs, each with its target
+  std::array<EndingLoss, 4> out;
   for (size_t i = 0; i < 4; ++i) {
     const auto& ending = example.endings[i];
     const int64_t keep = std::min<int64_t>(example.context.size(), window - static_cast<int64_t>(ending.size()));
     if (ending.empty() || keep < 1)
       throw std::runtime_error("hellaswag line " + std::to_string(example.line) + ": ending " + std::to_string(i) +
                                " has " + std::to_string(ending.size()) + " tokens; model.seq_len " +
-                               std::to_string(model->config.seq_len) + " needs 1 to seq_len");
-    rows[i].assign(example.context.end() - keep, example.context.end());
-    rows[i].insert(rows[i].end(), ending.begin(), ending.end());
-    ending_start[i] = keep;
-    longest = std::max<int64_t>(longest, rows[i].size());
+                               std::to_string(seq_len) + " needs 1 to seq_len");
+    std::vector<int64_t> row(example.context.end() - keep, example.context.end());
+    row.insert(row.end(), ending.begin(), ending.end());
+    const auto n = static_cast<int64_t>(row.size());
+    const auto tokens = torch::tensor(row, torch::kLong).to(device);
+    // One document: context + ending. Its logits are fp32 and soft-capped,
+    // what the training loss sees; the target at position t is token t + 1,
+    // so the ending's tokens are the targets of positions keep - 1 .. n - 2.
+    const auto logits = model.document_logits(tokens.narrow(0, 0, n - 1));
+    const auto losses = torch::nn::functional::cross_entropy(
+        logits.narrow(0, keep - 1, n - keep), tokens.narrow(0, keep, n - keep),
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    out[i] = {losses.to(torch::kCPU, torch::kDouble).sum().item<double>(), static_cast<int64_t>(ending.size())};
   }
-  // Shorter rows are padded at the end, which causal attention keeps from
-  // the positions that count.
-  auto tokens = torch::zeros({4, longest}, torch::kLong);
-  auto mask = torch::zeros({4, longest - 1}, torch::kFloat);
-  for (size_t i = 0; i < 4; ++i) {
-    const int64_t n = rows[i].size();
-    tokens[i].narrow(0, 0, n).copy_(torch::tensor(rows[i], torch::kLong));
-    // The target at position t is token t + 1: the ending's tokens are the
-    // targets of positions ending_start - 1 .. n - 2.
-    mask[i].narrow(0, ending_start[i] - 1, n - ending_start[i]).fill_(1);
-  }
-  tokens = tokens.to(device);
-  const auto inputs = tokens.narrow(1, 0, longest - 1), targets = tokens.narrow(1, 1, longest - 1);
-  const auto logits = model->forward(inputs);  // fp32, soft-capped: what the training loss sees
-  const auto losses = torch::nn::functional::cross_entropy(
-                          logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
-                          torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
-                          .view({4, longest - 1})
-                          .to(torch::kCPU, torch::kDouble);
-  const auto totals = (losses * mask.to(torch::kDouble)).sum(1);
-  std::array<EndingLoss, 4> out;
-  for (size_t i = 0; i < 4; ++i) out[i] = {totals[i].item<double>(), static_cast<int64_t>(example.endings[i].size())};
   return out;
 }
 
@@ -117,20 +101,21 @@ EndingPick pick_ending(const std::array<EndingLoss, 4>& losses) {
   return pick;
 }
 
-HellaswagResult evaluate_hellaswag(GPT& model, const std::vector<HellaswagExample>& examples, int rank, int world,
+HellaswagResult evaluate_hellaswag(LanguageModelImpl& model, int64_t seq_len,
+                                   const std::vector<HellaswagExample>& examples, int rank, int world,
                                    Communicator* comm, const torch::Device& device) {
-  model->eval();
+  model.eval();
   HellaswagResult local;
   const int64_t n = examples.size(), mine = n > rank ? (n - rank + world - 1) / world : 0;
   Progress progress("hellaswag", static_cast<double>(mine), "examples", 10.0, /*transient=*/true);
   for (size_t i = rank; i < examples.size(); i += world) {
-    const EndingPick pick = pick_ending(score_endings(model, examples[i]));
+    const EndingPick pick = pick_ending(score_endings(model, seq_len, examples[i]));
     local.examples += 1;
     local.correct += pick.by_total == examples[i].label;
     local.correct_norm += pick.by_mean == examples[i].label;
     progress.update(static_cast<double>(local.examples));
   }
-  model->train();
+  model.train();
   // Counts below 2^24 are exact in the float all-reduce.
   const auto sums = sum_over_ranks(comm, device,
                                    {torch::tensor(static_cast<double>(local.examples)),

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
-#include "models/gpt.h"
+#include "models/language_model.h"
 #include "trainer/data/tokenizer.h"
 
 namespace muonrun {
@@ -38,9 +38,10 @@ struct EndingLoss {
   int64_t tokens = 0;  // how many
 };
 
-// The four endings' losses in one forward pass [4, longest]. A context too
-// long for model.seq_len loses its first tokens (the ending never does).
-std::array<EndingLoss, 4> score_endings(GPT& model, const HellaswagExample& example);
+// The four endings' losses, each context + ending scored as one document
+// (LanguageModelImpl::document_logits). A context too long for `seq_len`
+// (model.seq_len) loses its first tokens (the ending never does).
+std::array<EndingLoss, 4> score_endings(LanguageModelImpl& model, int64_t seq_len, const HellaswagExample& example);
 
 struct EndingPick {
   int by_total;  // argmin of total loss: counts for acc
@@ -58,7 +59,8 @@ struct HellaswagResult {
 
 // Rank r of `world` scores examples r, r + world, ...; the counts are summed
 // over the ranks (`comm` null for one process).
-HellaswagResult evaluate_hellaswag(GPT& model, const std::vector<HellaswagExample>& examples, int rank, int world,
+HellaswagResult evaluate_hellaswag(LanguageModelImpl& model, int64_t seq_len,
+                                   const std::vector<HellaswagExample>& examples, int rank, int world,
                                    Communicator* comm, const torch::Device& device);
 
 }  // namespace muonrun

@@ -5,21 +5,21 @@
 #include "trainer/io/checkpoint.h"
 #include "trainer/data/tokenizer.h"
 #include "trainer/run/device.h"
+#include "trainer/run/train_step.h"
 
 namespace muonrun {
 
-std::vector<int64_t> generate(GPT& model, std::vector<int64_t> tokens, int64_t count,
-                              double temperature, int64_t top_k, torch::Generator& generator) {
+std::vector<int64_t> generate(LanguageModelImpl& model, int64_t vocab_size, int64_t context,
+                              std::vector<int64_t> tokens, int64_t count, double temperature, int64_t top_k,
+                              torch::Generator& generator) {
   torch::NoGradGuard no_grad;
-  model->eval();
-  const auto device = model->parameters().front().device();
-  const int64_t vocab = model->config.vocab_size;
+  model.eval();
+  const auto device = model.parameters().front().device();
+  const int64_t vocab = vocab_size;
   for (int64_t i = 0; i < count; ++i) {
-    const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(tokens.size()) - model->config.seq_len);
-    auto context = torch::tensor(std::vector<int64_t>(tokens.begin() + start, tokens.end()), torch::kLong)
-                       .view({1, -1})
-                       .to(device);
-    auto logits = model->forward(context)[0][-1].narrow(0, 0, vocab).to(torch::kCPU);
+    const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(tokens.size()) - context);
+    auto window = torch::tensor(std::vector<int64_t>(tokens.begin() + start, tokens.end()), torch::kLong).to(device);
+    auto logits = model.document_logits(window)[-1].narrow(0, 0, vocab).to(torch::kCPU);
     int64_t next;
     if (temperature <= 0) {
       next = logits.argmax().item<int64_t>();
@@ -45,21 +45,20 @@ std::string run_sampling(const SampleOptions& options) {
     checkpoint = *latest;
   }
   const Config config = checkpoint_config(checkpoint);
-  GPT model(config.model);
-  load_model_weights(checkpoint, model);
   const Choice<RunDevice>* setting = find_choice(kRunDeviceChoices, options.device);
   if (!setting)
     throw std::invalid_argument("--device: '" + options.device + "' is not one of " + choice_list(kRunDeviceChoices));
   const auto device = resolve_device(setting->value, 0);
   configure_host(0, 1);
-  model->to(device);
-  if (device.is_cuda()) model->set_compute_dtype(torch::kBFloat16);
+  LanguageModel model = make_model(config, device);
+  load_model_weights(checkpoint, *model);
 
   const auto tokenizer = Tokenizer::load(options.vocab_dir + "/encoder.json", options.vocab_dir + "/vocab.bpe");
   std::vector<int64_t> tokens = {Tokenizer::kEndOfText};
   for (uint16_t t : tokenizer.encode(options.prompt)) tokens.push_back(t);
   auto generator = at::detail::createCPUGenerator(static_cast<uint64_t>(options.seed));
-  auto out = generate(model, tokens, options.max_tokens, options.temperature, options.top_k, generator);
+  auto out = generate(*model, config.model.vocab_size, config.model.seq_len, tokens, options.max_tokens,
+                      options.temperature, options.top_k, generator);
   std::vector<uint16_t> text(out.begin() + 1, out.end());
   return tokenizer.decode(text);
 }

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "models/gpt.h"
+#include "models/language_model.h"
 
 namespace muonrun {
 
@@ -21,11 +21,13 @@ struct SampleOptions {
   std::string device = "auto";
 };
 
-// Continues `tokens` by `count` tokens: softmax(logits / temperature) over
-// the top_k tokens of the real vocabulary (never the padding rows), sampled
-// with `generator`. The context is cropped to the model's seq_len.
-std::vector<int64_t> generate(GPT& model, std::vector<int64_t> tokens, int64_t count,
-                              double temperature, int64_t top_k, torch::Generator& generator);
+// Continues `tokens` (one document) by `count` tokens: softmax(logits /
+// temperature) over the top_k tokens of the real vocabulary (`vocab_size`,
+// never the padding rows), sampled with `generator`. The context is cropped
+// to its last `context` tokens (model.seq_len).
+std::vector<int64_t> generate(LanguageModelImpl& model, int64_t vocab_size, int64_t context,
+                              std::vector<int64_t> tokens, int64_t count, double temperature, int64_t top_k,
+                              torch::Generator& generator);
 
 // Loads the checkpoint and tokenizer, returns prompt + continuation as text.
 std::string run_sampling(const SampleOptions& options);

@@ -1,0 +1,204 @@
+// Record 29's recipe from YAML, end to end on the CPU (model.recipe: record29;
+// configs/record29*.yaml): `muonrun train` builds the record-29 network, feeds
+// it packed documents with their offsets, moves the attention windows by the
+// record's schedule, and resumes bit for bit (the document loader's position
+// included); the logits that sampling and HellaSwag read agree with the loss
+// the model trains on; config mistakes are refused naming their key.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "models/record29.h"
+#include "trainer/base/config_error.h"
+#include "trainer/config/config.h"
+#include "trainer/data/shard.h"
+#include "trainer/io/checkpoint.h"
+#include "trainer/io/safetensors.h"
+#include "trainer/run/train.h"
+#include "trainer/run/train_step.h"
+#include "tests/run_results.h"
+#include "tests/test_helpers.h"
+
+using namespace muonrun;
+using muonrun::tests::read_metrics;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint16_t kBos = 50256;
+
+// Documents of 8 to 150 tokens, each its <|endoftext|> and then the pattern
+// t -> (5t + 3) % 64 from a random start (learnable inside a document, not
+// across one): train_000000.bin, train_000001.bin (15,000 tokens each),
+// val_000000.bin (5,000).
+void write_document_shards(const fs::path& dir) {
+  std::vector<uint16_t> tokens;
+  uint32_t lcg = 2029;
+  auto next = [&] { return (lcg = lcg * 1664525u + 1013904223u) >> 8; };
+  while (tokens.size() < 35000) {
+    const uint32_t length = 8 + next() % 143;
+    tokens.push_back(kBos);
+    uint16_t t = static_cast<uint16_t>(next() % 64);
+    for (uint32_t i = 1; i < length; ++i, t = static_cast<uint16_t>((5 * t + 3) % 64)) tokens.push_back(t);
+  }
+  write_shard((dir / "train_000000.bin").string(), {tokens.begin(), tokens.begin() + 15000});
+  write_shard((dir / "train_000001.bin").string(), {tokens.begin() + 15000, tokens.begin() + 30000});
+  write_shard((dir / "val_000000.bin").string(), {tokens.begin() + 30000, tokens.begin() + 35000});
+}
+
+// Every record-29 feature at a small size: value embeddings (a table used
+// twice, a layer without), long and short windows and a layer without
+// attention, the window schedule, the FP8 head, the record's Adam; two
+// micro-steps of one 256-token packed sequence.
+std::vector<std::string> tiny_record29(const fs::path& dir) {
+  return {"model.recipe=record29", "model.vocab_size=50257", "model.layers=4", "model.heads=2",
+          "model.head_dim=16", "model.dim=32", "model.seq_len=256", "model.windows=L S - L",
+          "model.value_embeds=0 1 - 0", "model.window_schedule=1 2 4", "model.window_block=16",
+          "model.fp8_head=true", "data.max_doc_tokens=64", "train.micro_batch=1", "train.batch_tokens=512",
+          "train.steps=24", "train.val_every=12", "train.val_tokens=1024", "train.val_seq_len=512",
+          "train.timing_warmup_steps=0", "train.val_loss_target=0", "optim.adam.embed_lr=0.05",
+          "optim.adam.head_lr=0.01", "optim.adam.scalar_lr=0.02", "optim.adam.beta1=0.8",
+          "optim.adam.eps=1e-10", "optim.adam.eps_before_bias_correction=true", "optim.muon.lr=0.02",
+          "data.train=" + (dir / "train_*.bin").string(), "data.val=" + (dir / "val_*.bin").string(),
+          "run.dir=" + (dir / "run").string(), "run.log_level=warn", "run.device=cpu"};
+}
+
+fs::path document_dir(const std::string& name) {
+  auto dir = tests::scratch_dir("record29_train_" + name);
+  write_document_shards(dir);
+  return dir;
+}
+
+std::string config_error(const std::vector<std::string>& overrides) {
+  try {
+    run_training(load_config({}, overrides), {});
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(no ConfigError)";
+}
+
+}  // namespace
+
+TEST(Record29Train, LossFallsAndResumesBitForBit) {
+  const auto dir = document_dir("resume");
+  auto overrides = tiny_record29(dir);
+  overrides.push_back("checkpoint.every=12");
+  overrides.push_back("checkpoint.keep_last=5");
+  const Config config = load_config({}, overrides);
+  const auto summary = run_training(config, {});
+  EXPECT_EQ(summary.steps, 24);
+  const auto straight = read_metrics(dir / "run" / "metrics.jsonl");
+  ASSERT_EQ(straight.size(), 25u);
+  ASSERT_TRUE(straight.front().val_loss && straight.back().val_loss);
+  EXPECT_NEAR(*straight.front().val_loss, std::log(50304.0), 1e-3);  // zero head: uniform over the padded vocabulary
+  EXPECT_LT(*straight.back().val_loss, *straight.front().val_loss - 3.0);
+  for (const auto& m : straight)
+    if (m.train_loss) EXPECT_TRUE(std::isfinite(*m.train_loss)) << "step " << m.step;
+  const auto final_weights = load_safetensors((dir / "run/checkpoints/step_000024/model.safetensors").string());
+  EXPECT_EQ(final_weights.tensors.count("blocks.0.attn.qkvo_w"), 1u) << "the record's state_dict names";
+  EXPECT_EQ(final_weights.tensors.count("blocks.2.attn.qkvo_w"), 0u) << "layer 2 has no attention";
+
+  // The run dies after the checkpoint of step 12: resumed, it must repeat
+  // steps 13..24 exactly, which needs the loader at the same document.
+  fs::remove_all(dir / "run/checkpoints/step_000024");
+  TrainOptions resume;
+  resume.resume = true;
+  run_training(config, resume);
+  const auto resumed = read_metrics(dir / "run" / "metrics.jsonl");
+  ASSERT_EQ(resumed.size(), straight.size());
+  for (size_t i = 0; i < resumed.size(); ++i) {
+    EXPECT_EQ(resumed[i].train_loss, straight[i].train_loss) << "step " << resumed[i].step;
+    EXPECT_EQ(resumed[i].val_loss, straight[i].val_loss) << "step " << resumed[i].step;
+  }
+  const auto weights = load_safetensors((dir / "run/checkpoints/step_000024/model.safetensors").string());
+  for (const auto& [name, t] : final_weights.tensors) EXPECT_TRUE(torch::equal(t, weights.tensors.at(name))) << name;
+}
+
+// The logits sampling and HellaSwag read (document_logits: 30 sigmoid(z/7.5))
+// give, through PyTorch's cross-entropy, the model's own evaluation loss over
+// the same tokens as one document: the soft-cap shift changes no loss.
+TEST(Record29Train, DocumentLogitsGiveTheEvaluationLoss) {
+  const Config config = load_config({}, tiny_record29(document_dir("logits")));
+  torch::manual_seed(3);
+  Record29 model(record29_config(config.model));
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.normal_(0, 0.2);  // the zero-initialised head and projections too
+  }
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const auto tokens = torch::randint(50257, {97}, torch::kLong);
+  const auto inputs = tokens.narrow(0, 0, 96), targets = tokens.narrow(0, 1, 96);
+  const auto logits = model->document_logits(inputs);
+  ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{96, 50304}));
+  EXPECT_GE(logits.min().item<double>(), 0.0);
+  EXPECT_LE(logits.max().item<double>(), 30.0);
+  const double from_logits = torch::nn::functional::cross_entropy(logits, targets).item<double>();
+  TokenBatch batch{inputs, targets, torch::tensor({0, 96}, torch::kInt)};
+  const Loss loss = model->loss(batch);
+  EXPECT_EQ(loss.per_token, 1.0) << "evaluation mode: the objective is the mean";
+  EXPECT_NEAR(loss.objective.item<double>(), from_logits, 1e-5 * from_logits);
+}
+
+// get_ws of the record (train_gpt.py): x = step / (1 + num_iterations),
+// ws = ws_schedule[int(len(ws_schedule) * x)], long = ws x block_size,
+// short = (ws // 2) x block_size; at every step of the record's 1670.
+TEST(Record29Train, WindowsFollowTheRecordsSchedule) {
+  Record29Config c;
+  c.vocab_padded = 128;
+  c.dim = 32;
+  c.heads = 2;
+  c.head_dim = 16;
+  Record29 model(c);
+  const std::vector<int64_t> schedule = {3, 7, 11};
+  for (int64_t step = 0; step <= 1670; ++step) {
+    model->set_progress(step, 1670);
+    const double x = static_cast<double>(step) / (1 + 1670);
+    const int64_t ws = schedule[static_cast<size_t>(static_cast<int64_t>(3 * x))];
+    ASSERT_EQ(model->long_window(), ws * 128) << "step " << step;
+    ASSERT_EQ(model->short_window(), ws / 2 * 128) << "step " << step;
+  }
+  model->set_progress(0, 1670);
+  EXPECT_EQ(model->long_window(), 384);
+  EXPECT_EQ(model->short_window(), 128);
+  model->set_progress(1670, 1670);
+  EXPECT_EQ(model->long_window(), 1408);
+  EXPECT_EQ(model->short_window(), 640);
+}
+
+TEST(Record29Train, ConfigMistakesNameTheirKey) {
+  const auto dir = document_dir("errors");
+  auto with = [&](const std::string& change) {
+    auto o = tiny_record29(dir);
+    o.push_back(change);
+    return o;
+  };
+  struct Case {
+    std::string change, key;
+  };
+  for (const auto& c : std::vector<Case>{{"train.micro_batch=2", "train.micro_batch"},
+                                         {"model.windows=L S L", "model.windows"},
+                                         {"model.windows=L S X L", "model.windows"},
+                                         {"model.value_embeds=0 1 3 -", "model.value_embeds"},
+                                         {"model.window_schedule=3 0", "model.window_schedule"},
+                                         {"model.head_dim=18", "model.head_dim"},
+                                         {"train.val_seq_len=300", "train.val_seq_len"}}) {
+    const std::string message = config_error(with(c.change));
+    EXPECT_NE(message.find(c.key), std::string::npos) << c.change << ": " << message;
+  }
+  // Graphs replay one batch shape; packed documents change their offsets.
+  Config config = load_config({}, tiny_record29(dir));
+  config.train.cuda_graphs = true;
+  const auto model = make_model(config, torch::kCPU);
+  try {
+    make_micro_step_graph(config, nullptr, *model, torch::kCPU, plan_batches(config, 1, model->layout()));
+    FAIL() << "train.cuda_graphs was accepted for packed documents";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.recipe record29"), std::string::npos) << e.what();
+  }
+}
