@@ -12,13 +12,24 @@ namespace muonrun {
 namespace {
 
 struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
+  // fp8_x <= 0: no FP8 (the scales are plain doubles: autograd::Function
+  // takes no struct).
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
                                const torch::Tensor& weight, const torch::Tensor& targets, double softcap,
-                               int64_t chunk_tokens, bool fused, bool gradients) {
+                               int64_t chunk_tokens, bool fused, bool gradients, double fp8_x, double fp8_w,
+                               double fp8_grad) {
     const int64_t N = hidden.size(0);
     const auto dtype = hidden.scalar_type();
     const bool fp32 = dtype == torch::kFloat;
-    auto w = weight.to(dtype);
+    const bool fp8 = fp8_x > 0;
+    // FP8: the operands quantised once (1 byte an element), the bf16/fp32 weight not needed.
+    torch::Tensor w, x8, w8;
+    if (fp8) {
+      x8 = fp8::quantize(hidden, fp8_x, torch::kFloat8_e4m3fn);
+      w8 = fp8::quantize(weight, fp8_w, torch::kFloat8_e4m3fn);
+    } else {
+      w = weight.to(dtype);
+    }
     auto total = torch::zeros({}, hidden.options().dtype(torch::kFloat));
     const bool one_pass = fused && hidden.is_cpu();
 #ifdef MUONRUN_WITH_CUDA
@@ -32,8 +43,8 @@ struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
     // One buffer serves every chunk: the logits, which become the chunk's
     // gradient; fp32 for the CPU loop and LibTorch's ops (which also need a
     // scratch buffer as large).
-    auto logits_buffer =
-        torch::empty({std::min(chunk_tokens, N), w.size(0)}, hidden.options().dtype(kernel ? dtype : torch::kFloat));
+    auto logits_buffer = torch::empty({std::min(chunk_tokens, N), weight.size(0)},
+                                      hidden.options().dtype(kernel ? dtype : torch::kFloat));
     torch::Tensor scratch;
     if (!one_pass && !kernel) scratch = torch::empty_like(logits_buffer);
     auto chunk_loss = [&](torch::Tensor& logits, const torch::Tensor& y) {
@@ -52,12 +63,24 @@ struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
       const int64_t n = std::min(chunk_tokens, N - start);
       auto h = hidden.narrow(0, start, n);
       auto logits = logits_buffer.narrow(0, 0, n);
-      if (fp32 || kernel) at::mm_out(logits, h, w.t());
+      const auto x8_chunk = fp8 ? x8.narrow(0, start, n) : torch::Tensor();
+      if (fp8) logits.copy_(fp8::scaled_mm(x8_chunk, w8.t(), fp8_x, fp8_w, torch::kBFloat16, true));
+      else if (fp32 || kernel) at::mm_out(logits, h, w.t());
       else logits.copy_(torch::mm(h, w.t()));  // bf16 product, fp32 soft-cap and softmax
       total += chunk_loss(logits, targets.narrow(0, start, n));
       if (!gradients) continue;
-      auto g = logits.to(dtype);  // no copy in fp32 or from the kernel
       auto grad_h = grad_hidden.narrow(0, start, n);
+      if (fp8) {
+        // The gradient of the chunk's summed loss, as fp8_linear's backward
+        // gets it in the record: in bf16 (its logits' dtype), then e5m2.
+        const auto g8 = fp8::quantize(logits.to(torch::kBFloat16), fp8_grad, torch::kFloat8_e5m2);
+        grad_h.copy_(fp8::scaled_mm(g8, fp8::column_major(w8), fp8_grad, fp8_w, torch::kBFloat16, false));
+        grad_weight += fp8::scaled_mm(x8_chunk.t().contiguous(), fp8::column_major(g8), fp8_x, fp8_grad,
+                                      torch::kFloat, false)
+                           .t();
+        continue;
+      }
+      auto g = logits.to(dtype);  // no copy in fp32 or from the kernel
       at::mm_out(grad_h, g, w);
       if (fp32) grad_weight.addmm_(g.t(), h);
       // bf16 operands, the product accumulated in fp32 into grad_weight
@@ -77,21 +100,30 @@ struct ChunkedHead : torch::autograd::Function<ChunkedHead> {
     const double scale = 1.0 / static_cast<double>(ctx->saved_data["N"].toInt());
     auto g = grad_outputs[0] * scale;  // a scalar
     return {saved[0] * g.to(saved[0].scalar_type()), saved[1] * g, torch::Tensor(), torch::Tensor(),
-            torch::Tensor(), torch::Tensor(), torch::Tensor()};
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
 }  // namespace
 
 torch::Tensor chunked_head_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
-                                const torch::Tensor& targets, double softcap, int64_t chunk_tokens, bool fused) {
+                                const torch::Tensor& targets, double softcap, int64_t chunk_tokens, bool fused,
+                                const Fp8Scales* fp8) {
   TORCH_CHECK(hidden.dim() == 2 && targets.dim() == 1 && hidden.size(0) == targets.size(0),
               "chunked_head_loss: hidden [N, D] and targets [N]");
   TORCH_CHECK(chunk_tokens > 0, "chunked_head_loss: chunk_tokens must be positive");
+  if (fp8 && hidden.is_cuda()) {
+    // cuBLASLt's float8 GEMM multiplies only dimensions that are multiples of 16.
+    TORCH_CHECK(hidden.size(0) % 16 == 0 && hidden.size(1) % 16 == 0 && weight.size(0) % 16 == 0,
+                "chunked_head_loss with FP8 on CUDA: tokens (", hidden.size(0), "), width (", hidden.size(1),
+                ") and vocabulary (", weight.size(0), ") must be multiples of 16");
+    chunk_tokens = std::max<int64_t>(16, chunk_tokens / 16 * 16);
+  }
   // Inside forward grad mode is off, so whether gradients are wanted is
   // decided here: not under NoGradGuard (evaluation), whatever the weight says.
   const bool gradients = torch::GradMode::is_enabled() && (hidden.requires_grad() || weight.requires_grad());
-  return ChunkedHead::apply(hidden, weight, targets, softcap, chunk_tokens, fused, gradients);
+  return ChunkedHead::apply(hidden, weight, targets, softcap, chunk_tokens, fused, gradients, fp8 ? fp8->x : 0.0,
+                            fp8 ? fp8->w : 0.0, fp8 ? fp8->grad : 0.0);
 }
 
 }  // namespace muonrun

@@ -12,6 +12,8 @@
 
 #include <torch/torch.h>
 
+#include "models/fp8_linear.h"
+
 namespace muonrun {
 
 // hidden: [N, D] in the compute dtype; weight: [V, D] fp32 (the master
@@ -23,7 +25,17 @@ namespace muonrun {
 // place; otherwise LibTorch's ops (models/softcap_cross_entropy.h) on fp32
 // logits. Returns the mean loss, an fp32 scalar; its gradients flow to
 // `hidden` (in its dtype) and to `weight` (fp32).
+//
+// `fp8` (record 29's FP8 head, training only): the three products of each
+// chunk are models/fp8_linear.h's, on float8 operands with these static
+// scales: logits = (x8 w8^T) in bf16, grad_hidden = (g8 w8) in bf16,
+// grad_weight += (x8^T g8)^T in fp32, where g8 is the gradient of the
+// chunk's summed loss in e5m2 (the record's scales assume that sum). The
+// same function as fp8_linear followed by the soft-capped cross-entropy,
+// without the [N x vocab] logits. On CUDA, N, D and the vocabulary must be
+// multiples of 16, and chunk_tokens is rounded down to one.
 torch::Tensor chunked_head_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
-                                const torch::Tensor& targets, double softcap, int64_t chunk_tokens, bool fused);
+                                const torch::Tensor& targets, double softcap, int64_t chunk_tokens, bool fused,
+                                const Fp8Scales* fp8 = nullptr);
 
 }  // namespace muonrun

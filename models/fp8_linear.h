@@ -57,6 +57,19 @@ struct Fp8Scales {
 //         remain normal e5m2 numbers.
 Fp8Scales record_head_scales(int64_t dim);
 
+// The float8 steps the op above and the chunked head's FP8 form
+// (models/chunked_head.h) share.
+namespace fp8 {
+// t / scale in `type` (e4m3fn for activations and weights, e5m2 for gradients), contiguous.
+torch::Tensor quantize(const torch::Tensor& t, double scale, torch::ScalarType type);
+// A [rows, cols] float8 matrix laid out as _scaled_mm's second operand wants:
+// column-major, the transpose of a contiguous [cols, rows] tensor.
+torch::Tensor column_major(const torch::Tensor& m);
+// a8 (row-major) times b8 (column-major), dequantised by a_s x b_s, in `out`.
+torch::Tensor scaled_mm(const torch::Tensor& a8, const torch::Tensor& b8, double a_s, double b_s,
+                        torch::ScalarType out, bool fast_accumulation);
+}  // namespace fp8
+
 // x [..., K] (bf16 or fp32) times w [N, K]^T -> [..., N] in bf16, through the
 // op above. Gradients flow to x (bf16 values, in x's dtype) and w (fp32
 // values, in w's dtype). On CUDA the row count (x's elements / K), K and N

@@ -242,19 +242,15 @@ torch::Tensor Record29Impl::loss(const torch::Tensor& inputs, const torch::Tenso
               "record 29 trains on one packed sequence: inputs and targets [T]");
   auto h = hidden_states(inputs, cu_seqlens, long_window, short_window);
   const double T = static_cast<double>(inputs.size(0));
-  if (config.fp8_head && is_training()) {
-    // The record's FP8 head (CastedLinear with use_fp8, training only): the
-    // product through float8 with its static scales, the whole [T, vocab]
-    // logits as the record has them, then the soft-capped cross-entropy.
-    auto logits = fp8_linear(h, lm_head->weight, record_head_scales(config.dim)).to(torch::kFloat);
-    auto capped = 15.0 * torch::tanh(logits / 15.0);
-    return torch::nn::functional::cross_entropy(
-        capped, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-  }
   // 30 sigmoid(z / 7.5) is the soft-cap 15 shifted by 15: the same cross-entropy.
   const int64_t vocab = lm_head->weight.size(0);
   const int64_t chunk_tokens = std::max<int64_t>(1, (int64_t{1} << 26) / vocab);
-  auto mean = chunked_head_loss(h, lm_head->weight, targets, /*softcap=*/15.0, chunk_tokens, config.fused_kernels);
+  // The record's FP8 head (CastedLinear with use_fp8) in training; evaluation
+  // and sampling use the bf16 product.
+  const Fp8Scales scales = record_head_scales(config.dim);
+  const Fp8Scales* fp8 = config.fp8_head && is_training() ? &scales : nullptr;
+  auto mean =
+      chunked_head_loss(h, lm_head->weight, targets, /*softcap=*/15.0, chunk_tokens, config.fused_kernels, fp8);
   return is_training() ? mean * T : mean;
 }
 
