@@ -9,10 +9,12 @@
 #include <set>
 #include <stdexcept>
 
+#include "comm/world.h"
 #include "trainer/base/atomic_file.h"
 #include "trainer/config/config.h"
 #include "trainer/io/metrics.h"
 #include "trainer/tools/plots.h"
+#include "trainer/tools/t_test.h"
 
 namespace muonrun {
 namespace fs = std::filesystem;
@@ -51,6 +53,79 @@ Run read_run(const std::string& dir, const std::optional<double>& target) {
     }
   }
   return run;
+}
+
+// The run's config.yaml, if it has one.
+std::optional<Config> run_config(const std::string& dir) {
+  const std::string path = dir + "/config.yaml";
+  if (!fs::exists(path)) return std::nullopt;
+  return load_config({path}, {});
+}
+
+// The run's group: --group, or the hash of its config without the run.* keys
+// (name, directory, seed, device, logging: repeats of one recipe).
+std::string group_of(const std::optional<Config>& config, const std::optional<std::string>& group) {
+  if (group) return *group;
+  if (!config) return "(no config.yaml)";
+  std::string text;
+  for (const auto& [key, value] : flatten(*config))
+    if (key.rfind("run.", 0) != 0) text += key + "=" + value + "\n";
+  return fmt::format("config {:08x}", fnv1a(text.data(), text.size()) & 0xffffffffu);
+}
+
+// Why a run cannot count towards its group's statistics, or "".
+std::string why_left_out(const RunSummary& s, const std::optional<Config>& config) {
+  if (!s.final_val_loss) return "no finite validation loss";
+  if (!config) return "";  // nothing says how far it should have run
+  // A run ends at train.steps, or earlier once validation reaches train.val_loss_target.
+  const double stop_at = config->train.val_loss_target;
+  if (s.last_step < config->train.steps && !(stop_at > 0 && *s.final_val_loss <= stop_at))
+    return fmt::format("stopped at step {} of {}", s.last_step, config->train.steps);
+  return "";
+}
+
+// The groups' statistics, in the order their first run was given.
+std::string group_table(const std::vector<Run>& runs, double target, const std::optional<double>& time_target) {
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<const RunSummary*>> members;
+  for (const auto& run : runs) {
+    if (!members.count(run.summary.group)) order.push_back(run.summary.group);
+    members[run.summary.group].push_back(&run.summary);
+  }
+  std::string md = fmt::format("\n## Groups: final validation loss against {:g} (one-sided t-test)\n\n", target);
+  md += "| Group | Runs | n | Mean val loss | Std | Mean time to target | p (mean <= " + fmt::format("{:g}", target) +
+        ") |\n|---|---|---|---|---|---|---|\n";
+  std::string left;
+  for (const auto& group : order) {
+    std::vector<double> losses, times;
+    std::string names;
+    for (const RunSummary* s : members[group]) {
+      names += (names.empty() ? "" : ", ") + s->label;
+      if (!s->left_out.empty()) {
+        left += fmt::format("- {} ({}): {}\n", s->label, group, s->left_out);
+        continue;
+      }
+      losses.push_back(*s->final_val_loss);
+      if (s->target_time_ms) times.push_back(*s->target_time_ms / 1000);
+    }
+    const TTest t = t_test_mean_below(losses, target);
+    std::string time = "-";
+    if (time_target && !losses.empty()) {
+      double sum = 0;
+      for (double x : times) sum += x;
+      time = times.empty() ? fmt::format("not reached (0 of {})", losses.size())
+                           : fmt::format("{:.1f} s ({} of {} reached {:g})", sum / static_cast<double>(times.size()),
+                                         times.size(), losses.size(), *time_target);
+    }
+    std::string p = "-";
+    if (t.p_value) p = fmt::format("{:.3g}", *t.p_value);
+    else if (t.n >= 2) p = t.mean <= target ? "0 (all equal)" : "1 (all equal)";
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", group, names, t.n,
+                      t.n > 0 ? fmt::format("{:.4f}", t.mean) : "-", t.n >= 2 ? fmt::format("{:.4f}", t.stddev) : "-",
+                      time, p);
+  }
+  if (!left.empty()) md += "\nLeft out of the statistics:\n" + left;
+  return md;
 }
 
 // train.val_loss_target of the runs' config.yaml, when they agree on one.
@@ -118,10 +193,15 @@ Comparison compare_runs(const CompareOptions& options) {
     runs.push_back(read_run(trimmed(dir), out.target));
     ++label_count[runs.back().summary.label];
   }
-  for (auto& run : runs)
+  for (auto& run : runs) {
     if (label_count[run.summary.label] > 1) run.summary.label = run.summary.dir;
+    const auto config = run_config(run.summary.dir);
+    run.summary.group = group_of(config, options.group);
+    run.summary.left_out = why_left_out(run.summary, config);
+  }
   for (const auto& run : runs) out.runs.push_back(run.summary);
-  out.table = table(runs, out.target);
+  out.stats_target = out.target ? *out.target : kSpeedrunTarget;
+  out.table = table(runs, out.target) + group_table(runs, out.stats_target, out.target);
   fs::create_directories(options.out_dir);
   write_file_atomically(options.out_dir + "/compare.md", out.table);
 

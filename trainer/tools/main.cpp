@@ -109,7 +109,10 @@ int main(int argc, char** argv) {
   compare_cmd->add_option("runs", compare.run_dirs, "run directories")->required();
   compare_cmd->add_option("--out", compare.out_dir, "directory for compare.md and the PNGs")->required();
   compare_cmd->add_option("--target", compare.target,
-                          "val loss for the time-to-target column (default: the runs' train.val_loss_target)");
+                          "val loss for the time-to-target column and the groups' t-test (default: the runs' "
+                          "train.val_loss_target; 3.28 for the t-test without one)");
+  compare_cmd->add_option("--group", compare.group,
+                          "one group of this name for every run (default: groups by config, all keys but run.*)");
 
   ToyOptions toy;
   ConfigOptions toy_config;
