@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """bench_step's JSON reports (bench/bench_step.cpp --json) side by side.
 
-launch/gpu_check.sh runs bench_step once per setting (model.kernels=reference,
-fused, fused + train.cuda_graphs) and prints this table of them: ms per step
+launch/gpu_check.sh runs bench_step once per setting (record 11 with
+model.kernels=reference, fused, fused + train.cuda_graphs; record 29 with and
+without its FP8 head) and prints this table of them: ms per step
 (median), its ratio to the first setting, the slowest step over the median,
 tokens/s, MFU, peak memory, and the Newton-Schulz and communication-wait
 shares of the mean step. A setting whose report is missing (its run failed or
@@ -68,8 +69,8 @@ def main(argv):
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row(name, report, first_ms)) + " |" for name, report in settings]
     device = next((r["device"] for _, r in settings if r), "?")
-    config = next((r["config"].split(" --set ")[0] for _, r in settings if r), "?")
-    print(f"bench_step on {device}, {config}; ms/step is the median, shares are of the mean step, "
+    configs = list(dict.fromkeys(r["config"].split(" --set ")[0] for _, r in settings if r)) or ["?"]
+    print(f"bench_step on {device}, {' and '.join(configs)}; ms/step is the median, shares are of the mean step, "
           f"MFU is 6N + 6LCT against the matmul peak each run measured")
     print()
     print("\n".join(lines))

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <sstream>
 #include <fstream>
 
 #include "trainer/config/config.h"
@@ -341,6 +342,56 @@ TEST(Config, Speedrun1GpuIsTheSpeedrunConfigUnderAnotherName) {
       EXPECT_EQ(one[i], eight[i]);
     }
   }
+}
+
+// configs/record29.yaml holds record 29's hyperparameters (train_gpt.py of
+// records/track_1_short/2025-09-03_FA3: Hyperparameters, get_lr, get_ws,
+// the optimizers' lr x lr_mul), its one-GPU variant differs only by name,
+// and `muonrun config` writes every key of it with a comment.
+TEST(Config, Record29ConfigsHoldTheRecordsHyperparameters) {
+  const std::string configs = std::string(MUONRUN_SOURCE_DIR) + "/configs/";
+  const Config c = load_config({configs + "record29.yaml"}, {});
+  EXPECT_EQ(c.model.recipe, Recipe::record29);
+  EXPECT_EQ(c.model.seq_len, 2048 * 24);                   // train_batch_size / 8 ranks
+  EXPECT_EQ(c.train.batch_tokens, 2048 * 24 * 8);
+  EXPECT_EQ(c.train.val_seq_len, 4 * 64 * 1024);           // val_batch_size / 8 ranks
+  EXPECT_EQ(c.train.val_tokens, 10485760);
+  EXPECT_EQ(c.train.steps, 1670);
+  EXPECT_EQ(c.data.max_doc_tokens, 128 * 16);              // train_max_seq_len
+  EXPECT_EQ(c.model.windows, "L S S S L S S - S S S L");
+  EXPECT_EQ(c.model.value_embeds, "0 1 2 - - - - - - 0 1 2");
+  EXPECT_EQ(c.model.window_schedule, "3 7 11");
+  EXPECT_EQ(c.model.window_block, 128);
+  EXPECT_EQ(c.model.attn_scale, 0.12);
+  EXPECT_TRUE(c.model.fp8_head);
+  EXPECT_EQ(c.schedule.cooldown_frac, 0.45);
+  EXPECT_EQ(c.schedule.cooldown_floor, 0.1);
+  EXPECT_DOUBLE_EQ(c.optim.adam.embed_lr, 0.008 * 75);
+  EXPECT_DOUBLE_EQ(c.optim.adam.head_lr, 0.008);
+  EXPECT_DOUBLE_EQ(c.optim.adam.scalar_lr, 0.008 * 5);
+  EXPECT_EQ(c.optim.adam.beta1, 0.8);
+  EXPECT_EQ(c.optim.adam.beta2, 0.95);
+  EXPECT_EQ(c.optim.adam.eps, 1e-10);
+  EXPECT_TRUE(c.optim.adam.eps_before_bias_correction);
+  EXPECT_EQ(c.optim.muon.lr, 0.05);
+  EXPECT_EQ(c.optim.muon.momentum_warmup_start, 0.85);
+  EXPECT_EQ(c.optim.muon.momentum, 0.95);
+  EXPECT_EQ(c.optim.muon.momentum_warmup_steps, 300);
+
+  auto eight = flatten(c);
+  auto one = flatten(load_config({configs + "record29-1gpu.yaml"}, {}));
+  ASSERT_EQ(one.size(), eight.size());
+  for (size_t i = 0; i < one.size(); ++i)
+    if (one[i].first != "run.name") EXPECT_EQ(one[i], eight[i]);
+
+  std::istringstream yaml(to_yaml(c));
+  int keys = 0;
+  for (std::string line; std::getline(yaml, line);) {
+    if (line.empty() || line.back() == ':') continue;  // a section
+    ++keys;
+    EXPECT_NE(line.find("  # "), std::string::npos) << "no comment: " << line;
+  }
+  EXPECT_EQ(keys, static_cast<int>(eight.size()));
 }
 
 TEST(Config, ChoiceInAFileNamesTheKeyTheValueAndTheAllowedValues) {

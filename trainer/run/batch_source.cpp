@@ -1,6 +1,6 @@
 #include "trainer/run/batch_source.h"
 
-#include <algorithm>
+#include <utility>
 
 #include "trainer/data/data_loader.h"
 #include "trainer/data/document_loader.h"
@@ -14,11 +14,25 @@ torch::Tensor to_device(torch::Tensor host, const torch::Device& device) {
   return device.is_cuda() ? host.pin_memory().to(device, /*non_blocking=*/true) : host;
 }
 
+// The position, restore and reset of a loader, which both layouts pass on.
+template <class Loader>
+class LoaderSource : public BatchSource {
+ public:
+  LoaderPosition position() const override { return loader_.position(); }
+  void restore(const LoaderPosition& position) override { loader_.restore(position); }
+  void reset() override { loader_.reset(); }
+
+ protected:
+  template <class... Args>
+  explicit LoaderSource(Args&&... args) : loader_(std::forward<Args>(args)...) {}
+  Loader loader_;
+};
+
 // Record 11: B rows of T tokens, consecutive in the shard stream.
-class RowBatches : public BatchSource {
+class RowBatches : public LoaderSource<DataLoader> {
  public:
   RowBatches(const std::string& pattern, BatchShape shape, int rank, int world, int64_t vocab_size)
-      : loader_(pattern, shape.rows, shape.seq_len, rank, world, vocab_size), shape_(shape) {}
+      : LoaderSource(pattern, shape.rows, shape.seq_len, rank, world, vocab_size), shape_(shape) {}
 
   TokenBatch next(const torch::Device& device) override {
     const int64_t B = shape_.rows, T = shape_.seq_len;
@@ -27,19 +41,15 @@ class RowBatches : public BatchSource {
     tokens = to_device(tokens, device);
     return {tokens.narrow(0, 0, B * T).view({B, T}), tokens.narrow(0, 1, B * T).view({B, T}), {}};
   }
-  LoaderPosition position() const override { return loader_.position(); }
-  void restore(const LoaderPosition& position) override { loader_.restore(position); }
-  void reset() override { loader_.reset(); }
 
  private:
-  DataLoader loader_;
   BatchShape shape_;
 };
 
 // Record 29: one sequence of T tokens and its document offsets.
-class DocumentBatches : public BatchSource {
+class DocumentBatches : public LoaderSource<DocumentLoader> {
  public:
-  DocumentBatches(const std::string& pattern, const DocumentLoaderOptions& options) : loader_(pattern, options) {}
+  DocumentBatches(const std::string& pattern, const DocumentLoaderOptions& options) : LoaderSource(pattern, options) {}
 
   TokenBatch next(const torch::Device& device) override {
     loader_.next_batch(batch_);
@@ -50,12 +60,8 @@ class DocumentBatches : public BatchSource {
                        .clone();
     return {tokens.narrow(0, 0, T), tokens.narrow(0, 1, T), offsets};
   }
-  LoaderPosition position() const override { return loader_.position(); }
-  void restore(const LoaderPosition& position) override { loader_.restore(position); }
-  void reset() override { loader_.reset(); }
 
  private:
-  DocumentLoader loader_;
   DocumentBatch batch_;
 };
 
