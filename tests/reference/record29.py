@@ -250,9 +250,9 @@ class Block(nn.Module):
 
 
 class GPT29(nn.Module):
-    def __init__(self, c, control="none"):
+    def __init__(self, c, control="none", fp8_head=False):
         super().__init__()
-        self.c, self.control = c, control
+        self.c, self.control, self.fp8_head = c, control, fp8_head
         L = c.layers
         self.embed = nn.Embedding(c.vocab, c.dim)
         self.value_embeds = nn.ModuleList([nn.Embedding(c.vocab, c.dim) for _ in range(VALUE_EMBED_TABLES)])
@@ -289,13 +289,30 @@ class GPT29(nn.Module):
                       self.control == "gate-on-raw-input")
             if i < n:
                 skips.append(x)
-        logits = 30 * torch.sigmoid(self.lm_head(norm(x)) / 7.5)
+        if self.fp8_head:
+            logits = fp8_head_logits(norm(x).flatten(0, -2), self.lm_head.weight, c.dim).float()
+        else:
+            logits = self.lm_head(norm(x))
+        logits = 30 * torch.sigmoid(logits / 7.5)
         return F.cross_entropy(logits.view(-1, c.vocab), targets, reduction="sum" if self.training else "mean")
 
 
 # ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
+
+def fp8_head_logits(x, w, dim):
+    """The record's FP8 head in training (CastedLinear with use_fp8 -> the
+    custom op nanogpt::mm, by @YouJiacheng): x and w scaled, cast to e4m3fn,
+    multiplied by torch._scaled_mm with fast accumulation into bf16; the
+    record's scales x_s = sqrt(dim) / 448, w_s = 2^-9. Forward only: the
+    C++ test compares the loss."""
+    x_s, w_s = dim ** 0.5 / 448, 2 ** -9
+    x_f8 = x.div(x_s).to(torch.float8_e4m3fn)
+    w_f8 = w.div(w_s).to(torch.float8_e4m3fn)
+    return torch._scaled_mm(x_f8, w_f8.T, out_dtype=torch.bfloat16, scale_a=x.new_tensor(x_s, dtype=torch.float32),
+                            scale_b=x.new_tensor(w_s, dtype=torch.float32), use_fast_accum=True)
+
 
 def load_config(path):
     with open(path) as f:
@@ -342,6 +359,7 @@ def main():
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--eval", action="store_true", help="mean loss, no gradients")
     ap.add_argument("--control", choices=CONTROLS, default="none")
+    ap.add_argument("--fp8-head", action="store_true", help="the record's FP8 head (training loss only)")
     ap.add_argument("--check-state-dict", action="store_true")
     ap.add_argument("--self-test", action="store_true")
     args = ap.parse_args()
@@ -355,7 +373,7 @@ def main():
     if missing:
         ap.error(f"missing {' '.join(missing)}")
     c = load_config(args.config)
-    model = GPT29(c, args.control)
+    model = GPT29(c, args.control, args.fp8_head)
     load_weights(model, args.weights)
     if args.check_state_dict:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, args.out)
@@ -370,6 +388,12 @@ def main():
             loss = model(inputs, targets, cu_seqlens, windows)
         save_file({"loss": loss.reshape(())}, args.out)
         print(f"eval loss {loss.item():.9g} -> {args.out}")
+        return
+    if args.fp8_head:  # the training (summed) loss through the FP8 head; _scaled_mm has no autograd
+        with torch.no_grad():
+            loss = model(inputs, targets, cu_seqlens, windows)
+        save_file({"loss": loss.reshape(())}, args.out)
+        print(f"fp8-head loss {loss.item():.9g} -> {args.out}")
         return
     loss = model(inputs, targets, cu_seqlens, windows)
     loss.backward()
