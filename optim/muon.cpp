@@ -60,7 +60,36 @@ torch::Tensor as_stack(const torch::Tensor& t) {
   return w.reshape({-1, w.size(-2), w.size(-1)});
 }
 
+// NorMuon on one parameter's stack of orthogonalised updates O [k, m, n]
+// (wide) with its buffer B ([k, m, 1] or [k, 1, n]): B's EMA of O's mean
+// squares along the other axis, then O rescaled by B^-1/2, its norm kept.
+// A skipped step leaves B as it was (O is 0 then, and stays 0).
+torch::Tensor normuon_scale(const torch::Tensor& O, torch::Tensor& B, double beta2, const torch::Tensor& skip) {
+  const int64_t axis = B.size(-1) == 1 && O.size(-1) != 1 ? -1 : -2;  // the axis averaged over
+  const auto o = O.to(torch::kFloat);
+  const auto mean_square = o.square().mean(axis, /*keepdim=*/true);
+  const double count = static_cast<double>(O.size(axis));
+  const auto norm = (mean_square.sum({-2, -1}, true) * count).sqrt();
+  auto updated = B.lerp(mean_square, 1 - beta2);
+  if (skip.defined()) updated = torch::where(skip, B, updated);
+  B.copy_(updated);
+  const auto inverse_root = updated.clamp_min(1e-10).rsqrt();
+  const auto scaled_norm = (mean_square * count * inverse_root.square()).sum({-2, -1}, true).sqrt();
+  return (o * (inverse_root * norm / scaled_norm.clamp_min(1e-10))).to(O.scalar_type());
+}
+
 }  // namespace
+
+torch::Tensor muon_second_moment(const std::string& name, const torch::Tensor& param) {
+  const int64_t rows = param.size(-2), cols = param.size(-1);
+  const auto stack = as_stack(param);  // wide: a tall matrix's rows are the stack's columns
+  // The record's axis on the stored matrix: per row when rows >= cols or a gate, else per column.
+  const bool per_stored_row = name.find("gate") != std::string::npos || rows >= cols;
+  const bool transposed = rows > cols;
+  const bool per_stack_row = per_stored_row != transposed;
+  return torch::zeros({stack.size(0), per_stack_row ? stack.size(1) : 1, per_stack_row ? 1 : stack.size(2)},
+                      param.options().dtype(torch::kFloat));
+}
 
 std::pair<int64_t, int64_t> muon_size_class(int64_t rows, int64_t cols) {
   return {std::min(rows, cols), std::max(rows, cols)};
@@ -69,10 +98,13 @@ std::pair<int64_t, int64_t> muon_size_class(int64_t rows, int64_t cols) {
 std::pair<int64_t, int64_t> muon_size_class(const torch::Tensor& t) { return muon_size_class(t.size(-2), t.size(-1)); }
 
 void muon_update_batch(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
-                       const std::vector<torch::Tensor>& momenta, const MuonStep& step, const torch::Tensor& skip) {
+                       const std::vector<torch::Tensor>& momenta, const MuonStep& step, const torch::Tensor& skip,
+                       const std::vector<torch::Tensor>& second_moments) {
   torch::NoGradGuard no_grad;
   TORCH_CHECK(!params.empty() && grads.size() == params.size() && momenta.size() == params.size(),
               "muon_update_batch: one gradient and one momentum per parameter");
+  TORCH_CHECK(second_moments.empty() || second_moments.size() == params.size(),
+              "muon_update_batch: one NorMuon buffer per parameter, or none");
   // A parameter that is a stack of matrices (record 29's qkvo_w [4, dim,
   // dim]) contributes each of them to the stack: they are orthogonalised
   // separately, as the record's batched Newton-Schulz does.
@@ -104,13 +136,28 @@ void muon_update_batch(const std::vector<torch::Tensor>& params, const std::vect
   const auto dtype = G.is_cuda() ? torch::kBFloat16 : torch::kFloat;
   auto O = (step.exact_polar ? exact_polar(U) : newton_schulz(U, step.ns_steps, step.schedule, dtype))
                .to(params[0].scalar_type());
-  if (step.weight_decay != 0) {
+  auto O_parts = O.split_with_sizes(counts);
+  for (size_t k = 0; k < second_moments.size(); ++k) {
+    auto B = second_moments[k];
+    O_parts[k] = normuon_scale(O_parts[k], B, step.normuon_beta2, skip);
+  }
+  if (step.weight_decay != 0 && step.cautious_weight_decay) {
+    // W -= W [O W >= 0] wd lr (lr s): where the update would move the weight
+    // towards zero anyway; none on a skipped step.
+    for (size_t k = 0; k < params.size(); ++k) {
+      const auto W = wide(params[k]);
+      const auto update = O_parts[k].view(W.sizes());
+      const double s = muon_shape_factor(params[k].size(-2), params[k].size(-1), step.shape);
+      auto decay = W * update.mul(W).ge(0).to(W.scalar_type()) * (step.weight_decay * step.lr * step.lr * s);
+      if (skip.defined()) decay = decay.masked_fill(skip, 0);
+      W.sub_(decay);
+    }
+  } else if (step.weight_decay != 0) {
     if (skip.defined()) at::_foreach_mul_(params, torch::where(skip, 1.0, 1 - step.lr * step.weight_decay));
     else at::_foreach_mul_(params, 1 - step.lr * step.weight_decay);
   }
   // W -= lr s O, one multi-tensor add per shape factor s (a size class has
   // at most two: its wide and its tall matrices).
-  const auto O_parts = O.split_with_sizes(counts);
   std::map<double, std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>> by_factor;
   for (size_t k = 0; k < params.size(); ++k) {
     auto& [targets, updates] = by_factor[muon_shape_factor(params[k].size(-2), params[k].size(-1), step.shape)];
@@ -134,6 +181,7 @@ Muon::Muon(std::vector<NamedParam> params, const MuonConfig& config, std::vector
     TORCH_CHECK(p.tensor.dim() >= 2, "Muon handles matrices and stacks of matrices only; ", p.name, " has ",
                 p.tensor.dim(), " dimensions");
     if (owned[i]) momentum_[p.name] = torch::zeros_like(p.tensor);
+    if (owned[i] && config_.normuon) second_moment_[p.name] = muon_second_moment(p.name, p.tensor);
   }
 }
 
@@ -154,14 +202,15 @@ void Muon::update(const std::vector<size_t>& indices, const std::vector<torch::T
     it->second.push_back(k);
   }
   for (const auto& [key, members] : classes) {
-    std::vector<torch::Tensor> params, batch_grads, momenta;
+    std::vector<torch::Tensor> params, batch_grads, momenta, second_moments;
     for (size_t k : members) {
       const auto& p = params_.at(indices[k]);
       params.push_back(p.tensor);
       batch_grads.push_back(grads[k]);
       momenta.push_back(momentum_.at(p.name));
+      if (config_.normuon) second_moments.push_back(second_moment_.at(p.name));
     }
-    muon_update_batch(params, batch_grads, momenta, hyper, skip);
+    muon_update_batch(params, batch_grads, momenta, hyper, skip, second_moments);
   }
 }
 
@@ -204,18 +253,22 @@ MuonStep Muon::step_hyper(double lr_multiplier, int64_t step) const {
                  polar_schedule(config_.polar)};
   hyper.exact_polar = config_.polar == Polar::svd;
   hyper.shape = config_.shape_factor;
+  hyper.normuon_beta2 = config_.normuon_beta2;
+  hyper.cautious_weight_decay = config_.cautious_weight_decay;
   return hyper;
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> Muon::state() const {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (const auto& [name, m] : momentum_) out.emplace_back("muon.momentum." + name, m);
+  for (const auto& [name, b] : second_moment_) out.emplace_back("muon.second_moment." + name, b);
   return out;
 }
 
 void Muon::load_state(const std::map<std::string, torch::Tensor>& tensors) {
   torch::NoGradGuard no_grad;
   for (auto& [name, m] : momentum_) m.copy_(state_tensor(tensors, "muon.momentum." + name, m));
+  for (auto& [name, b] : second_moment_) b.copy_(state_tensor(tensors, "muon.second_moment." + name, b));
 }
 
 }  // namespace muonrun

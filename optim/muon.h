@@ -7,6 +7,14 @@
 //                                            the CPU; quintic or Polar Express
 //                                            coefficients) or exact (SVD)
 //   W = (1 - lr wd) W - lr k s O
+// optim.muon.normuon (NorMuon, the speedrun's records 41-48): before the
+// update, O's rows r_i (or columns) are rescaled by an EMA of their mean square,
+//   B = beta2 B + (1 - beta2) mean_j O_ij^2,   O' = diag(max(B, 1e-10)^-1/2) O,
+//   O <- O' ||O||_F / max(||O'||_F, 1e-10)
+// along the axis the record chooses: per row of the stored matrix when it is
+// at least as tall as wide or a gate (a name with "gate"), else per column.
+// optim.muon.cautious_weight_decay (records 43, 50): the decay acts only where
+// O W >= 0, with strength wd lr (lr s):  W -= W [O W >= 0] wd lr (lr s).
 // with s the shape factor (muon.shape_factor) and k = 1 for plain Muon (the
 // steepest-descent variants scale it, optim/steepest_descent.h). s O is the
 // LMO of the norm ||.||_{2->2} / s, whose dual norm s <U, O> is the nuclear
@@ -46,6 +54,8 @@ struct MuonStep {
   NewtonSchulzSchedule schedule;
   bool exact_polar = false;  // SVD instead of Newton-Schulz
   ShapeFactor shape = ShapeFactor::original;
+  double normuon_beta2 = 0.95;  // used where muon_update_batch gets second moments
+  bool cautious_weight_decay = false;
 };
 
 // The first two are the adjust_lr_fn choices of torch.optim.Muon (PyTorch
@@ -87,9 +97,17 @@ std::pair<int64_t, int64_t> muon_size_class(const torch::Tensor& t);
 // matrix. `momenta[k]` is updated in place. `skip`: undefined, or a 0-dim
 // bool tensor on the matrices' device that, when true, leaves weights and
 // momenta exactly as they were (a step with non-finite gradients), decided
-// on the device without a host round trip.
+// on the device without a host round trip. `second_moments` (NorMuon; empty:
+// off): one fp32 buffer per parameter, muon_second_moment()'s shape, updated
+// in place.
 void muon_update_batch(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
-                       const std::vector<torch::Tensor>& momenta, const MuonStep& step, const torch::Tensor& skip);
+                       const std::vector<torch::Tensor>& momenta, const MuonStep& step, const torch::Tensor& skip,
+                       const std::vector<torch::Tensor>& second_moments = {});
+
+// NorMuon's second-moment buffer of parameter `param` named `name`: zeros of
+// fp32, one per row or column (see above) of each of its matrices, in
+// Newton-Schulz's orientation (rows <= cols): [matrices, rows, 1] or [matrices, 1, cols].
+torch::Tensor muon_second_moment(const std::string& name, const torch::Tensor& param);
 
 class Muon {
  public:
@@ -113,7 +131,8 @@ class Muon {
   // The resolved hyper-parameters at `step` (0-based), `lr_multiplier` from the lr schedule.
   MuonStep step_hyper(double lr_multiplier, int64_t step) const;
 
-  // Momentum buffers named muon.momentum.<param>, for checkpoints.
+  // Momentum buffers named muon.momentum.<param> (and with NorMuon its
+  // buffers, muon.second_moment.<param>), for checkpoints.
   std::vector<std::pair<std::string, torch::Tensor>> state() const;
   void load_state(const std::map<std::string, torch::Tensor>& tensors);
 
@@ -122,7 +141,8 @@ class Muon {
  private:
   std::vector<NamedParam> params_;
   MuonConfig config_;
-  std::map<std::string, torch::Tensor> momentum_;  // owned matrices only
+  std::map<std::string, torch::Tensor> momentum_;       // owned matrices only
+  std::map<std::string, torch::Tensor> second_moment_;  // NorMuon's, owned matrices only
 };
 
 }  // namespace muonrun

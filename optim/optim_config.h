@@ -114,6 +114,17 @@ struct MuonConfig {
   // Update scale per shape: "original" sqrt(max(1, rows/cols)),
   // "match_rms_adamw" 0.2 sqrt(max(rows, cols)), "spectral" sqrt(rows/cols).
   ShapeFactor shape_factor = ShapeFactor::original;
+  // NorMuon (the speedrun's records 41-48; KellerJordan/modded-nanogpt
+  // records/track_1_short/2025-12-18_CautiousWDAdam, class NorMuon): each
+  // row (or column) of the orthogonalised update divided by the root of an
+  // EMA (normuon_beta2) of its mean square, the matrix's norm kept (optim/muon.h).
+  bool normuon = false;
+  double normuon_beta2 = 0.95;
+  // Cautious weight decay (Chen et al. 2025, arXiv:2510.12402; records 43
+  // and 50): decay only where the update and the weight agree in sign, with
+  // the record's strength weight_decay x lr x (lr x shape factor), so that it
+  // follows the lr schedule twice (optim/muon.h).
+  bool cautious_weight_decay = false;
 };
 
 // Muon and AdamW as one steepest descent over all parameters (M. Crawshaw,

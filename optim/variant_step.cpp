@@ -187,8 +187,14 @@ std::string SteepestStep::describe() const {
 }  // namespace
 
 StepRuleEntry steepest_step_rule() {
-  return {"steepest", applies,
-          [](const OptimConfig& optim) -> std::unique_ptr<StepRule> { return std::make_unique<SteepestStep>(optim); }};
+  return {"steepest", applies, [](const OptimConfig& optim) -> std::unique_ptr<StepRule> {
+            // The variants scale Muon's polar factor by dual norms of their own;
+            // NorMuon and the cautious decay belong to the recipe's batched step.
+            if (optim.muon.normuon || optim.muon.cautious_weight_decay)
+              throw ConfigError("optim.muon.normuon and optim.muon.cautious_weight_decay work with the recipe's Muon "
+                                "step, not with optim.steepest / optim.preset / optim.momo variants");
+            return std::make_unique<SteepestStep>(optim);
+          }};
 }
 
 }  // namespace muonrun

@@ -672,6 +672,18 @@ TEST(SteepestDescent, MeaninglessCombinationsAreConfigErrors) {
   adamw_only.optim.matrix_optimizer = MatrixOptimizer::adamw;
   adamw_only.optim.momo.enabled = true;
   EXPECT_THROW(Optimizer(model, adamw_only, nullptr), ConfigError);
+  // NorMuon and the cautious decay belong to the recipe's batched Muon step.
+  for (bool normuon : {true, false}) {
+    Config variant = tiny_config(SteepestMode::regularized, OuterNorm::max, BackupNorm::ada_inf);
+    variant.optim.muon.normuon = normuon;
+    variant.optim.muon.cautious_weight_decay = !normuon;
+    try {
+      Optimizer(model, variant, nullptr);
+      FAIL() << "a steepest-descent variant was accepted with NorMuon / cautious decay";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("optim.muon.normuon"), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

@@ -119,6 +119,33 @@ TEST(Record29Train, LossFallsAndResumesBitForBit) {
   for (const auto& [name, t] : final_weights.tensors) EXPECT_TRUE(torch::equal(t, weights.tensors.at(name))) << name;
 }
 
+// NorMuon's buffers and the cautious decay (optim.muon.normuon,
+// cautious_weight_decay, records 41-50) through checkpoints: a run resumed at
+// step 4 repeats steps 5..8 exactly.
+TEST(Record29Train, NorMuonStateResumesBitForBit) {
+  const auto dir = document_dir("normuon");
+  auto overrides = tiny_record29(dir);
+  for (const char* o : {"train.steps=8", "train.val_every=4", "checkpoint.every=4", "checkpoint.keep_last=5",
+                        "optim.muon.normuon=true", "optim.muon.cautious_weight_decay=true",
+                        "optim.muon.weight_decay=0.5"})
+    overrides.push_back(o);
+  const Config config = load_config({}, overrides);
+  run_training(config, {});
+  const auto straight = read_metrics(dir / "run" / "metrics.jsonl");
+  const auto final_weights = load_safetensors((dir / "run/checkpoints/step_000008/model.safetensors").string());
+  const auto state = load_safetensors((dir / "run/checkpoints/step_000004/rank0.safetensors").string());
+  EXPECT_EQ(state.tensors.count("muon.second_moment.blocks.0.attn.qkvo_w"), 1u) << "NorMuon's buffer is saved";
+  fs::remove_all(dir / "run/checkpoints/step_000008");
+  TrainOptions resume;
+  resume.resume = true;
+  run_training(config, resume);
+  const auto resumed = read_metrics(dir / "run" / "metrics.jsonl");
+  ASSERT_EQ(resumed.size(), straight.size());
+  for (size_t i = 0; i < resumed.size(); ++i) EXPECT_EQ(resumed[i].train_loss, straight[i].train_loss) << i;
+  const auto weights = load_safetensors((dir / "run/checkpoints/step_000008/model.safetensors").string());
+  for (const auto& [name, t] : final_weights.tensors) EXPECT_TRUE(torch::equal(t, weights.tensors.at(name))) << name;
+}
+
 // The logits sampling and HellaSwag read (document_logits: 30 sigmoid(z/7.5))
 // give, through PyTorch's cross-entropy, the model's own evaluation loss over
 // the same tokens as one document: the soft-cap shift changes no loss.

@@ -167,6 +167,11 @@ void visit_config(V& v, Config& c) {
                "polar factor: Newton-Schulz coefficients, or exact (SVD)");
       v.choice("shape_factor", c.optim.muon.shape_factor, kShapeFactorChoices,
                "update scale by matrix shape");
+      v.flag("normuon", c.optim.muon.normuon,
+             "NorMuon: rescale each row (or column) of the update by an EMA of its mean square, norm kept");
+      v.number("normuon_beta2", c.optim.muon.normuon_beta2, 0.0, 1.0 - 1e-12, "NorMuon's second-moment decay");
+      v.flag("cautious_weight_decay", c.optim.muon.cautious_weight_decay,
+             "decay only where update x weight >= 0, by weight_decay x lr x (lr x shape factor)");
     });
     v.section("steepest", [&] {
       v.choice("mode", c.optim.steepest.mode, kSteepestModeChoices,
