@@ -5,6 +5,7 @@
 // included); the logits that sampling and HellaSwag read agree with the loss
 // the model trains on; config mistakes are refused naming their key.
 #include <gtest/gtest.h>
+#include <spdlog/fmt/fmt.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -73,6 +74,26 @@ fs::path document_dir(const std::string& name) {
   return dir;
 }
 
+// Drops the run's last checkpoint (of step `last`), resumes from the one
+// before, and expects the metrics and final weights of the uninterrupted run.
+void expect_resume_repeats_the_run(const fs::path& dir, const Config& config, int64_t last) {
+  const auto straight = read_metrics(dir / "run" / "metrics.jsonl");
+  const auto final_path = dir / "run" / "checkpoints" / fmt::format("step_{:06d}", last) / "model.safetensors";
+  const auto final_weights = load_safetensors(final_path.string());
+  fs::remove_all(final_path.parent_path());
+  TrainOptions resume;
+  resume.resume = true;
+  run_training(config, resume);
+  const auto resumed = read_metrics(dir / "run" / "metrics.jsonl");
+  ASSERT_EQ(resumed.size(), straight.size());
+  for (size_t i = 0; i < resumed.size(); ++i) {
+    EXPECT_EQ(resumed[i].train_loss, straight[i].train_loss) << "step " << resumed[i].step;
+    EXPECT_EQ(resumed[i].val_loss, straight[i].val_loss) << "step " << resumed[i].step;
+  }
+  const auto weights = load_safetensors(final_path.string());
+  for (const auto& [name, t] : final_weights.tensors) EXPECT_TRUE(torch::equal(t, weights.tensors.at(name))) << name;
+}
+
 std::string config_error(const std::vector<std::string>& overrides) {
   try {
     run_training(load_config({}, overrides), {});
@@ -97,26 +118,16 @@ TEST(Record29Train, LossFallsAndResumesBitForBit) {
   ASSERT_TRUE(straight.front().val_loss && straight.back().val_loss);
   EXPECT_NEAR(*straight.front().val_loss, std::log(50304.0), 1e-3);  // zero head: uniform over the padded vocabulary
   EXPECT_LT(*straight.back().val_loss, *straight.front().val_loss - 3.0);
-  for (const auto& m : straight)
+  for (const auto& m : straight) {
     if (m.train_loss) EXPECT_TRUE(std::isfinite(*m.train_loss)) << "step " << m.step;
+  }
   const auto final_weights = load_safetensors((dir / "run/checkpoints/step_000024/model.safetensors").string());
   EXPECT_EQ(final_weights.tensors.count("blocks.0.attn.qkvo_w"), 1u) << "the record's state_dict names";
   EXPECT_EQ(final_weights.tensors.count("blocks.2.attn.qkvo_w"), 0u) << "layer 2 has no attention";
 
   // The run dies after the checkpoint of step 12: resumed, it must repeat
   // steps 13..24 exactly, which needs the loader at the same document.
-  fs::remove_all(dir / "run/checkpoints/step_000024");
-  TrainOptions resume;
-  resume.resume = true;
-  run_training(config, resume);
-  const auto resumed = read_metrics(dir / "run" / "metrics.jsonl");
-  ASSERT_EQ(resumed.size(), straight.size());
-  for (size_t i = 0; i < resumed.size(); ++i) {
-    EXPECT_EQ(resumed[i].train_loss, straight[i].train_loss) << "step " << resumed[i].step;
-    EXPECT_EQ(resumed[i].val_loss, straight[i].val_loss) << "step " << resumed[i].step;
-  }
-  const auto weights = load_safetensors((dir / "run/checkpoints/step_000024/model.safetensors").string());
-  for (const auto& [name, t] : final_weights.tensors) EXPECT_TRUE(torch::equal(t, weights.tensors.at(name))) << name;
+  expect_resume_repeats_the_run(dir, config, 24);
 }
 
 // NorMuon's buffers and the cautious decay (optim.muon.normuon,
@@ -131,19 +142,9 @@ TEST(Record29Train, NorMuonStateResumesBitForBit) {
     overrides.push_back(o);
   const Config config = load_config({}, overrides);
   run_training(config, {});
-  const auto straight = read_metrics(dir / "run" / "metrics.jsonl");
-  const auto final_weights = load_safetensors((dir / "run/checkpoints/step_000008/model.safetensors").string());
   const auto state = load_safetensors((dir / "run/checkpoints/step_000004/rank0.safetensors").string());
   EXPECT_EQ(state.tensors.count("muon.second_moment.blocks.0.attn.qkvo_w"), 1u) << "NorMuon's buffer is saved";
-  fs::remove_all(dir / "run/checkpoints/step_000008");
-  TrainOptions resume;
-  resume.resume = true;
-  run_training(config, resume);
-  const auto resumed = read_metrics(dir / "run" / "metrics.jsonl");
-  ASSERT_EQ(resumed.size(), straight.size());
-  for (size_t i = 0; i < resumed.size(); ++i) EXPECT_EQ(resumed[i].train_loss, straight[i].train_loss) << i;
-  const auto weights = load_safetensors((dir / "run/checkpoints/step_000008/model.safetensors").string());
-  for (const auto& [name, t] : final_weights.tensors) EXPECT_TRUE(torch::equal(t, weights.tensors.at(name))) << name;
+  expect_resume_repeats_the_run(dir, config, 8);
 }
 
 // The logits sampling and HellaSwag read (document_logits: 30 sigmoid(z/7.5))
