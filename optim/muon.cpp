@@ -172,8 +172,8 @@ void muon_update(torch::Tensor param, const torch::Tensor& grad, torch::Tensor& 
   muon_update_batch({param}, {grad}, {momentum}, step, {});
 }
 
-Muon::Muon(std::vector<NamedParam> params, const MuonConfig& config, std::vector<bool> owned)
-    : params_(std::move(params)), config_(config) {
+Muon::Muon(std::vector<NamedParam> params, const MuonConfig& config, std::vector<bool> owned, int64_t total_steps)
+    : params_(std::move(params)), config_(config), total_steps_(total_steps) {
   if (owned.empty()) owned.assign(params_.size(), true);
   TORCH_CHECK(owned.size() == params_.size(), "Muon: one ownership flag per matrix");
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -248,7 +248,7 @@ NewtonSchulzSchedule polar_schedule(Polar polar) {
 }  // namespace
 
 MuonStep Muon::step_hyper(double lr_multiplier, int64_t step) const {
-  MuonStep hyper{config_.lr * lr_multiplier, muon_momentum(step, config_), config_.nesterov,
+  MuonStep hyper{config_.lr * lr_multiplier, muon_momentum(step, config_, total_steps_), config_.nesterov,
                  config_.ns_steps, config_.weight_decay,
                  polar_schedule(config_.polar)};
   hyper.exact_polar = config_.polar == Polar::svd;

@@ -113,7 +113,9 @@ class Muon {
  public:
   // `owned[i]`: whether this rank updates matrix i and keeps its momentum
   // (all of them when empty: one process, or replicated Muon).
-  Muon(std::vector<NamedParam> params, const MuonConfig& config, std::vector<bool> owned = {});
+  // `total_steps` (train.steps): needed with optim.muon.momentum_cooldown_steps.
+  Muon(std::vector<NamedParam> params, const MuonConfig& config, std::vector<bool> owned = {},
+       int64_t total_steps = 0);
 
   // One update of owned matrix `index` from `grad` (the mean over ranks).
   void update(size_t index, const torch::Tensor& grad, const MuonStep& hyper);
@@ -137,10 +139,12 @@ class Muon {
   void load_state(const std::map<std::string, torch::Tensor>& tensors);
 
   const std::vector<NamedParam>& params() const { return params_; }
+  int64_t total_steps() const { return total_steps_; }
 
  private:
   std::vector<NamedParam> params_;
   MuonConfig config_;
+  int64_t total_steps_;
   std::map<std::string, torch::Tensor> momentum_;       // owned matrices only
   std::map<std::string, torch::Tensor> second_moment_;  // NorMuon's, owned matrices only
 };

@@ -48,7 +48,7 @@ Optimizer::Optimizer(const torch::nn::Module& model, const Config& config, Commu
   if (comm) ranks = PlanRanks{comm->size(), comm->rank()};
   plan_ = plan_step(params_, matrices_, adam.groups(), optim_, ranks,
                     static_cast<int64_t>(config.comm.bucket_mb * (1 << 20)));
-  if (plan_.use_muon) muon = std::make_unique<Muon>(matrices_, optim_.muon, plan_.owned);
+  if (plan_.use_muon) muon = std::make_unique<Muon>(matrices_, optim_.muon, plan_.owned, total_steps_);
   if (comm) reducer_ = std::make_unique<GradientReducer>(*comm, params_, plan_.units);
 }
 

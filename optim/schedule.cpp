@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 namespace muonrun {
 
@@ -15,15 +16,24 @@ double lr_multiplier(int64_t step, int64_t total, const ScheduleConfig& schedule
   return w + (1 - w) * schedule.cooldown_floor;
 }
 
-double muon_momentum(int64_t step, const MuonConfig& muon) {
+double muon_momentum(int64_t step, const MuonConfig& muon, int64_t total_steps) {
+  const int64_t cooldown = muon.momentum_cooldown_steps;
+  if (cooldown > 0) {
+    if (total_steps <= 0)
+      throw std::invalid_argument("muon_momentum: optim.muon.momentum_cooldown_steps needs the run's total steps");
+    const int64_t start = total_steps - cooldown;
+    if (step > start)
+      return muon.momentum - (muon.momentum - muon.momentum_cooldown_end) * static_cast<double>(step - start) /
+                                 static_cast<double>(cooldown);
+  }
   if (muon.momentum_warmup_steps == 0) return muon.momentum;
   const double frac = std::min(1.0, static_cast<double>(step) / muon.momentum_warmup_steps);
   return (1 - frac) * muon.momentum_warmup_start + frac * muon.momentum;
 }
 
-double muon_momentum_mass(int64_t step, const MuonConfig& muon) {
+double muon_momentum_mass(int64_t step, const MuonConfig& muon, int64_t total_steps) {
   double remaining = 1;
-  for (int64_t i = 0; i <= step; ++i) remaining *= muon_momentum(i, muon);
+  for (int64_t i = 0; i <= step; ++i) remaining *= muon_momentum(i, muon, total_steps);
   return 1 - remaining;
 }
 

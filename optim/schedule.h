@@ -20,11 +20,14 @@ double lr_multiplier(int64_t step, int64_t total, const ScheduleConfig& schedule
 
 // Muon momentum at `step`: linear from momentum_warmup_start to momentum over
 // momentum_warmup_steps (0.85 -> 0.95 over 500 steps in record 11, over 300
-// in record 29).
-double muon_momentum(int64_t step, const MuonConfig& muon);
+// in record 29), then, with momentum_cooldown_steps = c > 0, linear towards
+// momentum_cooldown_end over the steps after total_steps - c:
+//   mu - (mu - end) (step - (total_steps - c)) / c   (record 50: 0.95 - 0.10 (s - 2040) / 50).
+// total_steps (train.steps) is needed only then; without it that throws.
+double muon_momentum(int64_t step, const MuonConfig& muon, int64_t total_steps = 0);
 
 // Weight sum 1 - prod_{i<=step} mu_i of Muon's zero-initialised EMA momentum
 // after the updates of steps 0..step (its "mass", for Momo's model).
-double muon_momentum_mass(int64_t step, const MuonConfig& muon);
+double muon_momentum_mass(int64_t step, const MuonConfig& muon, int64_t total_steps = 0);
 
 }  // namespace muonrun

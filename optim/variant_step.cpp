@@ -90,7 +90,7 @@ double SteepestStep::momo_model_loss(StepContext& ctx, const MuonStep& hyper, co
   const auto sums = ctx.sum_over_owners({grad_dot, momentum_dot});
   const auto [adam_grad_dot, adam_momentum_dot] = ctx.adam.momo_inner_products();
   return momo_->model_loss(*ctx.loss, sums[0] + adam_grad_dot,
-                           sums[1] / muon_momentum_mass(ctx.step, optim_.muon) + adam_momentum_dot);
+                           sums[1] / muon_momentum_mass(ctx.step, optim_.muon, muon.total_steps()) + adam_momentum_dot);
 }
 
 void SteepestStep::step(StepContext& ctx) {

@@ -333,6 +333,28 @@ TEST(Schedule, MuonMomentumWarmup) {
   EXPECT_DOUBLE_EQ(muon_momentum(5000, m), 0.95);
 }
 
+// Record 50's momentum (KellerJordan/modded-nanogpt records/track_1_short/
+// 2025-12-18_CautiousWDAdam, get_momentum): 0.85 -> 0.95 over 300 steps, 0.95
+// to step 2040 of 2090, then 0.95 - 0.10 (s - 2040) / 50: 0.948 at 2041,
+// 0.852 at the last update, 2089. Without the run's length the cool-down
+// cannot be placed, and says so.
+TEST(Schedule, MuonMomentumCooldown) {
+  MuonConfig m;
+  m.momentum_warmup_steps = 300;
+  m.momentum_cooldown_steps = 50;
+  m.momentum_cooldown_end = 0.85;
+  EXPECT_DOUBLE_EQ(muon_momentum(0, m, 2090), 0.85);
+  EXPECT_NEAR(muon_momentum(150, m, 2090), 0.90, 1e-12);
+  EXPECT_DOUBLE_EQ(muon_momentum(300, m, 2090), 0.95);
+  EXPECT_DOUBLE_EQ(muon_momentum(2040, m, 2090), 0.95);
+  EXPECT_NEAR(muon_momentum(2041, m, 2090), 0.948, 1e-12);
+  EXPECT_NEAR(muon_momentum(2065, m, 2090), 0.90, 1e-12);
+  EXPECT_NEAR(muon_momentum(2089, m, 2090), 0.852, 1e-12);
+  EXPECT_THROW(muon_momentum(10, m), std::invalid_argument);
+  m.momentum_cooldown_steps = 0;
+  EXPECT_DOUBLE_EQ(muon_momentum(2089, m), 0.95);
+}
+
 TEST(ParamGroups, RecipeSplit) {
   ModelConfig c;
   c.layers = 4;
@@ -348,6 +370,18 @@ TEST(ParamGroups, RecipeSplit) {
   ASSERT_EQ(groups.heads.size(), 1u);
   EXPECT_EQ(groups.heads[0].name, "lm_head.weight");
   EXPECT_EQ(groups.scalars.size(), 4u * 2 + 1);  // lamb, lambdas per block + skip_weights
+}
+
+// The optimizer gives Muon the run's train.steps, where the cool-down is placed.
+TEST(Optimizer, MuonMomentumCoolsDownAtTheEndOfTrainSteps) {
+  GPT model(tests::tiny_model_config());
+  Config config;
+  config.train.steps = 100;
+  config.optim.muon.momentum_warmup_steps = 0;
+  config.optim.muon.momentum_cooldown_steps = 10;
+  Optimizer opt(*model, config, nullptr);
+  EXPECT_DOUBLE_EQ(opt.muon->step_hyper(1.0, 90).momentum, 0.95);
+  EXPECT_NEAR(opt.muon->step_hyper(1.0, 99).momentum, 0.95 - 0.10 * 9 / 10, 1e-12);
 }
 
 TEST(Optimizer, StateRoundTripsByName) {

@@ -157,6 +157,10 @@ void visit_config(V& v, Config& c) {
                "momentum at step 0, rising linearly to `momentum`");
       v.number("momentum_warmup_steps", c.optim.muon.momentum_warmup_steps, int64_t{0}, kMaxInt,
                "steps of momentum warm-up");
+      v.number("momentum_cooldown_steps", c.optim.muon.momentum_cooldown_steps, int64_t{0}, kMaxInt,
+               "last steps over which the momentum falls linearly to momentum_cooldown_end (0: none)");
+      v.number("momentum_cooldown_end", c.optim.muon.momentum_cooldown_end, 0.0, 1.0 - 1e-12,
+               "momentum at the end of the cool-down");
       v.flag("nesterov", c.optim.muon.nesterov, "Nesterov momentum");
       v.number("ns_steps", c.optim.muon.ns_steps, int64_t{1}, int64_t{100},
                "Newton-Schulz iterations");
