@@ -55,11 +55,17 @@ Run read_run(const std::string& dir, const std::optional<double>& target) {
   return run;
 }
 
-// The run's config.yaml, if it has one.
+// The run's config.yaml, if it has one: compare finds the runs' target, their
+// groups and how far each should have run in it.
 std::optional<Config> run_config(const std::string& dir) {
   const std::string path = dir + "/config.yaml";
   if (!fs::exists(path)) return std::nullopt;
-  return load_config({path}, {});
+  try {
+    return load_config({path}, {});
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string(e.what()) +
+                             " (compare reads each run's config.yaml for its target, group and steps)");
+  }
 }
 
 // The run's group: --group, or the hash of its config without the run.* keys
@@ -128,20 +134,11 @@ std::string group_table(const std::vector<Run>& runs, double target, const std::
   return md;
 }
 
-// train.val_loss_target of the runs' config.yaml, when they agree on one.
-std::optional<double> configured_target(const std::vector<std::string>& dirs) {
+// train.val_loss_target of the runs' configs, when they agree on one.
+std::optional<double> configured_target(const std::vector<std::optional<Config>>& configs) {
   std::set<double> targets;
-  for (const auto& dir : dirs) {
-    const std::string path = dir + "/config.yaml";
-    if (!fs::exists(path)) continue;
-    double target;
-    try {
-      target = load_config({path}, {}).train.val_loss_target;
-    } catch (const std::exception& e) {
-      throw std::runtime_error(std::string(e.what()) + " (give --target to compare without the runs' configs)");
-    }
-    if (target > 0) targets.insert(target);
-  }
+  for (const auto& config : configs)
+    if (config && config->train.val_loss_target > 0) targets.insert(config->train.val_loss_target);
   if (targets.size() > 1)
     spdlog::warn("compare: the runs have different train.val_loss_target values; no time-to-target column "
                  "(give --target)");
@@ -186,18 +183,24 @@ Points curve(const std::vector<StepMetrics>& metrics, bool validation, bool by_t
 Comparison compare_runs(const CompareOptions& options) {
   if (options.run_dirs.empty()) throw std::invalid_argument("compare: no run directories given");
   Comparison out;
-  out.target = options.target ? options.target : configured_target(options.run_dirs);
+  std::vector<std::string> dirs;
+  std::vector<std::optional<Config>> configs;  // each run's, read once
+  for (const auto& dir : options.run_dirs) {
+    dirs.push_back(trimmed(dir));
+    configs.push_back(run_config(dirs.back()));
+  }
+  out.target = options.target ? options.target : configured_target(configs);
   std::vector<Run> runs;
   std::map<std::string, int> label_count;
-  for (const auto& dir : options.run_dirs) {
-    runs.push_back(read_run(trimmed(dir), out.target));
+  for (const auto& dir : dirs) {
+    runs.push_back(read_run(dir, out.target));
     ++label_count[runs.back().summary.label];
   }
-  for (auto& run : runs) {
-    if (label_count[run.summary.label] > 1) run.summary.label = run.summary.dir;
-    const auto config = run_config(run.summary.dir);
-    run.summary.group = group_of(config, options.group);
-    run.summary.left_out = why_left_out(run.summary, config);
+  for (size_t i = 0; i < runs.size(); ++i) {
+    RunSummary& s = runs[i].summary;
+    if (label_count[s.label] > 1) s.label = s.dir;
+    s.group = group_of(configs[i], options.group);
+    s.left_out = why_left_out(s, configs[i]);
   }
   for (const auto& run : runs) out.runs.push_back(run.summary);
   out.stats_target = out.target ? *out.target : kSpeedrunTarget;
