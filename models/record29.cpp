@@ -184,10 +184,11 @@ void Record29Impl::set_windows(int64_t blocks) {
 }
 
 void Record29Impl::set_progress(int64_t step, int64_t steps) {
-  // get_ws: the schedule's entry int(n x step / (steps + 1)), so that step
-  // `steps` (the last validation) still uses the last entry.
+  // get_ws as the record computes it, in floating point: x = step / (steps + 1),
+  // entry int(n x), so that step `steps` (the last validation) still uses the last entry.
   const auto n = static_cast<int64_t>(config.window_schedule.size());
-  const int64_t index = std::min(n - 1, n * step / (steps + 1));
+  const double x = static_cast<double>(step) / static_cast<double>(steps + 1);
+  const int64_t index = std::min(n - 1, static_cast<int64_t>(static_cast<double>(n) * x));
   set_windows(config.window_schedule[static_cast<size_t>(std::max<int64_t>(0, index))]);
 }
 
