@@ -29,8 +29,11 @@
 //
 // Training only: the record's CastedLinear takes this path when
 // `use_fp8 and self.training`, and evaluation and sampling use the plain
-// bf16 product x W^T. A caller picks it with
-//   (config.fp8_head && module.is_training()) ? fp8_linear(...) : plain product.
+// bf16 product x W^T. Record 29's head (models/record29.cpp) runs the same
+// three products chunk by chunk inside the chunked head
+// (models/chunked_head.h, through the fp8:: steps below), never holding the
+// [tokens x vocab] logits; fp8_linear is the op whole, the form its tests
+// check against float64 and the chunked head is tested against.
 #pragma once
 
 #include <torch/torch.h>

@@ -381,8 +381,11 @@ TEST(Config, Record29ConfigsHoldTheRecordsHyperparameters) {
   auto eight = flatten(c);
   auto one = flatten(load_config({configs + "record29-1gpu.yaml"}, {}));
   ASSERT_EQ(one.size(), eight.size());
-  for (size_t i = 0; i < one.size(); ++i)
-    if (one[i].first != "run.name") EXPECT_EQ(one[i], eight[i]);
+  for (size_t i = 0; i < one.size(); ++i) {
+    if (one[i].first != "run.name") {
+      EXPECT_EQ(one[i], eight[i]);
+    }
+  }
 
   std::istringstream yaml(to_yaml(c));
   int keys = 0;

@@ -31,6 +31,13 @@ double relative_error(const Tensor& a, const Tensor& b) {
   return ((a64 - b64).norm() / b64.norm()).item<double>();
 }
 
+// The head's input: `rows` rows of width `dim`, each of unit RMS (it comes
+// out of the final norm), in bf16.
+Tensor head_input(int64_t rows, int64_t dim) {
+  auto x = torch::randn({rows, dim}, torch::kDouble);
+  return (x / x.square().mean(-1, true).sqrt()).to(torch::kBFloat16);
+}
+
 // y, grad_x, grad_w of the op on `device`, from the same CPU inputs.
 std::vector<Tensor> run_on(torch::Device device, const Tensor& x, const Tensor& w, const Tensor& g) {
   const auto xd = x.to(device).requires_grad_(true), wd = w.to(device).requires_grad_(true);
@@ -43,8 +50,7 @@ TEST(CudaFp8, MatchesCpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   torch::manual_seed(11);
   // The head's shapes with a smaller vocabulary: 128 tokens, dim 768, 1024 outputs.
-  auto x = torch::randn({128, 768}, torch::kDouble);
-  x = (x / x.square().mean(-1, true).sqrt()).to(torch::kBFloat16);
+  const auto x = head_input(128, 768);
   const auto w = 0.05 * torch::randn({1024, 768});
   const auto g = (1e-2 * torch::randn({128, 1024})).to(torch::kBFloat16);
   const auto cpu = run_on(torch::kCPU, x, w, g);
@@ -67,8 +73,7 @@ TEST(CudaFp8, MatchesCpu) {
 TEST(CudaFp8, ChunkedHeadMatchesCpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   torch::manual_seed(12);
-  auto x = torch::randn({1008, 768}, torch::kDouble);
-  x = (x / x.square().mean(-1, true).sqrt()).to(torch::kBFloat16);
+  const auto x = head_input(1008, 768);
   const auto w = 0.05 * torch::randn({1024, 768});
   const auto targets = torch::randint(1024, {1008}, torch::kLong);
   for (int64_t chunk : {int64_t{1334}, int64_t{200}}) {

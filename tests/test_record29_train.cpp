@@ -119,7 +119,9 @@ TEST(Record29Train, LossFallsAndResumesBitForBit) {
   EXPECT_NEAR(*straight.front().val_loss, std::log(50304.0), 1e-3);  // zero head: uniform over the padded vocabulary
   EXPECT_LT(*straight.back().val_loss, *straight.front().val_loss - 3.0);
   for (const auto& m : straight) {
-    if (m.train_loss) EXPECT_TRUE(std::isfinite(*m.train_loss)) << "step " << m.step;
+    if (m.train_loss) {
+      EXPECT_TRUE(std::isfinite(*m.train_loss)) << "step " << m.step;
+    }
   }
   const auto final_weights = load_safetensors((dir / "run/checkpoints/step_000024/model.safetensors").string());
   EXPECT_EQ(final_weights.tensors.count("blocks.0.attn.qkvo_w"), 1u) << "the record's state_dict names";

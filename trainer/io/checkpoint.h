@@ -10,11 +10,11 @@
 // a crash at any point leaves the previous checkpoint intact.
 #pragma once
 
+#include <torch/torch.h>
+
 #include <limits>
 #include <optional>
 #include <string>
-#include <torch/torch.h>
-
 #include <vector>
 
 #include "optim/optimizer.h"

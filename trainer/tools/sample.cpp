@@ -15,17 +15,16 @@ std::vector<int64_t> generate(LanguageModelImpl& model, int64_t vocab_size, int6
   torch::NoGradGuard no_grad;
   model.eval();
   const auto device = model.parameters().front().device();
-  const int64_t vocab = vocab_size;
   for (int64_t i = 0; i < count; ++i) {
     const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(tokens.size()) - context);
     auto window = torch::tensor(std::vector<int64_t>(tokens.begin() + start, tokens.end()), torch::kLong).to(device);
-    auto logits = model.document_logits(window)[-1].narrow(0, 0, vocab).to(torch::kCPU);
+    auto logits = model.document_logits(window)[-1].narrow(0, 0, vocab_size).to(torch::kCPU);
     int64_t next;
     if (temperature <= 0) {
       next = logits.argmax().item<int64_t>();
     } else {
       logits = logits / temperature;
-      if (top_k > 0 && top_k < vocab) {
+      if (top_k > 0 && top_k < vocab_size) {
         auto kth = std::get<0>(logits.topk(top_k)).min();
         logits = logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
       }
