@@ -193,7 +193,7 @@ int main(int argc, char** argv) {
       // The schedule's step: past train.steps the lr would be 0 (or the
       // cooldown's end); a benchmark longer than the run stays on its last step.
       const int64_t step = std::min<int64_t>(i, std::max<int64_t>(0, config.train.steps - 1));
-      model->set_progress(step, config.train.steps);
+      model->set_progress({step, config.train.steps, config.schedule.extension_steps});
       synchronize(device);
       const auto start = Clock::now();
       const StepResult result = training_step(parts, step);

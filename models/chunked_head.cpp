@@ -126,4 +126,11 @@ torch::Tensor chunked_head_loss(const torch::Tensor& hidden, const torch::Tensor
                             fp8 ? fp8->w : 0.0, fp8 ? fp8->grad : 0.0);
 }
 
+torch::Tensor sigmoid_capped_head_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                       const torch::Tensor& targets, bool fused, bool fp8) {
+  const int64_t chunk_tokens = std::max<int64_t>(1, (int64_t{1} << 26) / weight.size(0));
+  const Fp8Scales scales = record_head_scales(hidden.size(-1));
+  return chunked_head_loss(hidden, weight, targets, /*softcap=*/15.0, chunk_tokens, fused, fp8 ? &scales : nullptr);
+}
+
 }  // namespace muonrun

@@ -38,4 +38,12 @@ torch::Tensor chunked_head_loss(const torch::Tensor& hidden, const torch::Tensor
                                 const torch::Tensor& targets, double softcap, int64_t chunk_tokens, bool fused,
                                 const Fp8Scales* fp8 = nullptr);
 
+// The head of the packed-document records (29 on): logits 30 sigmoid(z / 7.5)
+// = 15 tanh(z / 15) + 15, and cross-entropy does not change when every logit
+// moves by the same constant, so the loss is the chunked head's with soft-cap
+// 15; the chunk is sized to about 64 M logits. `fp8`: the records' FP8 product
+// (record_head_scales of the hidden width). Returns the mean over tokens.
+torch::Tensor sigmoid_capped_head_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                       const torch::Tensor& targets, bool fused, bool fp8);
+
 }  // namespace muonrun

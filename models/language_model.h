@@ -1,7 +1,7 @@
 // What the training loop, evaluation, sampling and HellaSwag need from a
 // recipe's network, whichever recipe it is (model.recipe): record 11's GPT
-// (models/gpt.h) trains on rows of tokens, record 29's (models/record29.h) on
-// one packed sequence of documents. Each recipe file keeps its forward pass
+// (models/gpt.h) trains on rows of tokens, records 29's and 50's
+// (models/record29.h, record50.h) on one packed sequence of documents. Each recipe file keeps its forward pass
 // top to bottom; this interface is the only place the rest of muonrun sees it.
 #pragma once
 
@@ -46,14 +46,22 @@ struct FlopsPerToken {
   double total() const { return 6.0 * static_cast<double>(matmul_params) + 6.0 * channels * attended_keys; }
 };
 
+// Where training stands, for structure that changes with it (windows).
+struct TrainingProgress {
+  int64_t step;                 // the step about to run, or whose validation runs (steps: the final one)
+  int64_t steps;                // train.steps
+  int64_t extension_steps = 0;  // schedule.extension_steps: the last steps, after the scheduled ones
+  int64_t scheduled_steps() const { return steps - extension_steps; }
+};
+
 struct LanguageModelImpl : torch::nn::Module {
   virtual BatchLayout layout() const = 0;
   virtual Loss loss(const TokenBatch& batch) = 0;
   // Soft-capped fp32 logits [T, vocab_padded] of one document, tokens int64 [T].
   virtual torch::Tensor document_logits(const torch::Tensor& tokens) = 0;
-  // Step-dependent structure (record 29's attention windows), set before step
-  // `step` of `steps` and before validation at that step. Default: none.
-  virtual void set_progress(int64_t /*step*/, int64_t /*steps*/) {}
+  // Step-dependent structure (the attention windows of records 29 and 50),
+  // set before a step and before validation at that step. Default: none.
+  virtual void set_progress(const TrainingProgress& /*progress*/) {}
   // bf16 for CUDA training, fp32 on the CPU (the default).
   virtual void set_compute_dtype(torch::ScalarType dtype) = 0;
   // At seq_len tokens per sequence, with the structure set_progress() last set.

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <cmath>
-#include <sstream>
 
 #include "models/chunked_head.h"
 #include "models/doc_window_attention.h"
@@ -12,42 +11,7 @@
 #include "trainer/base/config_error.h"
 
 namespace muonrun {
-namespace {
 
-// The record's init of q, k, v and c_fc: U(-sqrt(3) * std, sqrt(3) * std)
-// with std = 0.5 / sqrt(dim) ("0.5 is a bit better than the default 1/sqrt(3)").
-torch::Tensor uniform_init(torch::IntArrayRef sizes, int64_t dim) {
-  const double bound = std::sqrt(3.0) * 0.5 / std::sqrt(static_cast<double>(dim));
-  return torch::empty(sizes).uniform_(-bound, bound);
-}
-
-std::vector<std::string> words(const std::string& text) {
-  std::istringstream in(text);
-  std::vector<std::string> out;
-  for (std::string w; in >> w;) out.push_back(w);
-  return out;
-}
-
-void check_count(const std::vector<std::string>& tokens, int64_t layers, const std::string& key,
-                 const std::string& text) {
-  if (static_cast<int64_t>(tokens.size()) != layers)
-    throw ConfigError(fmt::format("{}: '{}' names {} layers, the model has {}", key, text, tokens.size(), layers));
-}
-
-}  // namespace
-
-std::vector<LayerWindow> parse_window_pattern(const std::string& text, int64_t layers, const std::string& key) {
-  const auto tokens = words(text);
-  check_count(tokens, layers, key, text);
-  std::vector<LayerWindow> out;
-  for (const auto& t : tokens) {
-    if (t == "L") out.push_back(LayerWindow::long_window);
-    else if (t == "S") out.push_back(LayerWindow::short_window);
-    else if (t == "-") out.push_back(LayerWindow::none);
-    else throw ConfigError(fmt::format("{}: '{}' is not L (long window), S (short window) or - (no attention)", key, t));
-  }
-  return out;
-}
 
 Record29Config record29_config(const ModelConfig& model) {
   Record29Config c;
@@ -77,42 +41,12 @@ Record29Config record29_config(const ModelConfig& model) {
   return c;
 }
 
-std::vector<int64_t> parse_window_schedule(const std::string& text, const std::string& key) {
-  std::vector<int64_t> out;
-  for (const auto& t : words(text)) {
-    int64_t blocks = 0;
-    size_t used = 0;
-    try {
-      blocks = std::stoll(t, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != t.size() || blocks < 1 || blocks > (int64_t{1} << 20))
-      throw ConfigError(fmt::format("{}: '{}' is not a window in blocks (a whole number from 1)", key, t));
-    out.push_back(blocks);
-  }
-  if (out.empty()) throw ConfigError(fmt::format("{}: '{}' names no window; expected e.g. \"3 7 11\"", key, text));
-  return out;
-}
-
-std::vector<int> parse_value_embed_pattern(const std::string& text, int64_t layers, const std::string& key) {
-  const auto tokens = words(text);
-  check_count(tokens, layers, key, text);
-  std::vector<int> out;
-  for (const auto& t : tokens) {
-    if (t == "-") out.push_back(-1);
-    else if (t == "0" || t == "1" || t == "2") out.push_back(t[0] - '0');
-    else throw ConfigError(fmt::format("{}: '{}' is not a value-embedding table (0, 1, 2) or - (none)", key, t));
-  }
-  return out;
-}
-
 // --- Attention ----------------------------------------------------------------
 Attention29Impl::Attention29Impl(const Record29Config& config)
     : heads(config.heads), head_dim(config.head_dim), gate_dim(config.gate_dim), scale(config.attn_scale) {
   const int64_t dim = config.dim;
   // q, k, v, o stacked: one parameter, the four orthogonalised separately by Muon.
-  auto w = uniform_init({4, dim, dim}, dim);
+  auto w = speedrun_uniform_init({4, dim, dim}, dim);
   w[3].zero_();  // the output projection starts at zero
   qkvo_w = register_parameter("qkvo_w", w);
   attn_gate = register_module("attn_gate", CastedLinear(gate_dim, heads, /*zero_init=*/true));
@@ -142,7 +76,7 @@ torch::Tensor Attention29Impl::forward(const torch::Tensor& x, const torch::Tens
 // --- MLP and block --------------------------------------------------------------
 Mlp29Impl::Mlp29Impl(int64_t dim) {
   // Both stored [dim, 4 dim] ("the optimizer sorts params by shape").
-  c_fc = register_parameter("c_fc", uniform_init({dim, 4 * dim}, dim));
+  c_fc = register_parameter("c_fc", speedrun_uniform_init({dim, 4 * dim}, dim));
   c_proj = register_parameter("c_proj", torch::zeros({dim, 4 * dim}));
 }
 
@@ -183,7 +117,8 @@ void Record29Impl::set_windows(int64_t blocks) {
   short_window_ = (blocks / 2) * config.window_block;
 }
 
-void Record29Impl::set_progress(int64_t step, int64_t steps) {
+void Record29Impl::set_progress(const TrainingProgress& progress) {
+  const int64_t step = progress.step, steps = progress.steps;
   // get_ws as the record computes it, in floating point: x = step / (steps + 1),
   // entry int(n x), so that step `steps` (the last validation) still uses the last entry.
   const auto n = static_cast<int64_t>(config.window_schedule.size());
@@ -243,15 +178,10 @@ torch::Tensor Record29Impl::loss(const torch::Tensor& inputs, const torch::Tenso
               "record 29 trains on one packed sequence: inputs and targets [T]");
   auto h = hidden_states(inputs, cu_seqlens, long_window, short_window);
   const double T = static_cast<double>(inputs.size(0));
-  // 30 sigmoid(z / 7.5) is the soft-cap 15 shifted by 15: the same cross-entropy.
-  const int64_t vocab = lm_head->weight.size(0);
-  const int64_t chunk_tokens = std::max<int64_t>(1, (int64_t{1} << 26) / vocab);
   // The record's FP8 head (CastedLinear with use_fp8) in training; evaluation
   // and sampling use the bf16 product.
-  const Fp8Scales scales = record_head_scales(config.dim);
-  const Fp8Scales* fp8 = config.fp8_head && is_training() ? &scales : nullptr;
-  auto mean =
-      chunked_head_loss(h, lm_head->weight, targets, /*softcap=*/15.0, chunk_tokens, config.fused_kernels, fp8);
+  auto mean = sigmoid_capped_head_loss(h, lm_head->weight, targets, config.fused_kernels,
+                                       config.fp8_head && is_training());
   return is_training() ? mean * T : mean;
 }
 

@@ -45,13 +45,10 @@
 #include "models/doc_window_attention.h"
 #include "models/elementwise_ops.h"
 #include "models/language_model.h"
+#include "models/layer_patterns.h"
 #include "models/model_config.h"
 
 namespace muonrun {
-
-// The window a layer uses: the long or the short one of the current step, or
-// no attention at all (record 29: layer 7).
-enum class LayerWindow { long_window, short_window, none };
 
 struct Record29Config {
   int64_t vocab_padded = 50304;
@@ -86,14 +83,6 @@ struct Record29Config {
 // multiple of 8: 60 + 4 for 12 layers, so that its state_dict loads), fused
 // element-wise ops as model.kernels says.
 Record29Config record29_config(const ModelConfig& model);
-
-// "L S S S L S S - S S S L" (L, S or -, separated by spaces) -> windows;
-// "0 1 2 - ... 0 1 2" -> value_embed; "3 7 11" -> window_schedule (positive
-// block counts). Throw naming `key` and the token when the text does not
-// describe `layers` layers (any count of at least one, for the schedule).
-std::vector<LayerWindow> parse_window_pattern(const std::string& text, int64_t layers, const std::string& key);
-std::vector<int> parse_value_embed_pattern(const std::string& text, int64_t layers, const std::string& key);
-std::vector<int64_t> parse_window_schedule(const std::string& text, const std::string& key);
 
 struct Attention29Impl : torch::nn::Module {
   explicit Attention29Impl(const Record29Config& config);
@@ -141,7 +130,7 @@ struct Record29Impl : LanguageModelImpl {
   BatchLayout layout() const override { return BatchLayout::packed_documents; }
   Loss loss(const TokenBatch& batch) override;
   torch::Tensor document_logits(const torch::Tensor& tokens) override;
-  void set_progress(int64_t step, int64_t steps) override;
+  void set_progress(const TrainingProgress& progress) override;
   void set_compute_dtype(torch::ScalarType dtype) override { compute_dtype = dtype; }
   FlopsPerToken flops_per_token(int64_t seq_len) const override;
   // This step's windows in tokens: long = schedule entry x block, short = half of it rounded down to a block.

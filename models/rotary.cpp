@@ -21,14 +21,21 @@ std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_di
   return {freqs.cos().to(dtype), freqs.sin().to(dtype)};
 }
 
-std::pair<torch::Tensor, torch::Tensor> half_truncated_rotary_tables(int64_t T, int64_t head_dim,
-                                                                     torch::Device device) {
+torch::Tensor half_truncated_rotary_freqs(int64_t head_dim, torch::Device device) {
   TORCH_CHECK(head_dim % 4 == 0, "half-truncated rotary needs head_dim divisible by 4, got ", head_dim);
   auto opts = torch::TensorOptions().dtype(torch::kFloat).device(device);
   const int64_t rotating = head_dim / 4;
-  auto freq = torch::cat({torch::pow(1.0 / 1024, torch::linspace(0, 1, rotating, opts)), torch::zeros({rotating}, opts)});
-  auto theta = torch::outer(torch::arange(T, opts), freq);
+  return torch::cat({torch::pow(1.0 / 1024, torch::linspace(0, 1, rotating, opts)), torch::zeros({rotating}, opts)});
+}
+
+std::pair<torch::Tensor, torch::Tensor> rotary_tables_from_freqs(int64_t T, const torch::Tensor& freq) {
+  auto theta = torch::outer(torch::arange(T, freq.options()), freq);
   return {theta.cos(), theta.sin()};
+}
+
+std::pair<torch::Tensor, torch::Tensor> half_truncated_rotary_tables(int64_t T, int64_t head_dim,
+                                                                     torch::Device device) {
+  return rotary_tables_from_freqs(T, half_truncated_rotary_freqs(head_dim, device));
 }
 
 }  // namespace muonrun

@@ -2,9 +2,11 @@
 // speedrun applies them: the pairs (x[..., i], x[..., i + D/2]) of each head
 // are rotated by angle t * freq_i at position t. The frequency tables:
 //   rotary_tables                 record 11: freq_i = base^(-2i/D), in the compute dtype
-//   half_truncated_rotary_tables  record 29 (KellerJordan/modded-nanogpt,
+//   half_truncated_rotary_freqs   record 29 (KellerJordan/modded-nanogpt,
 //       2025-09-03_FA3, Rotary): freq_i = (1/1024)^(i/(D/4-1)) for the first
-//       D/4 pairs, 0 for the other D/4 (those pairs do not rotate), in fp32
+//       D/4 pairs, 0 for the other D/4 (those pairs do not rotate), in fp32;
+//       record 50 rescales them with YaRN (models/yarn.h)
+//   rotary_tables_from_freqs      the tables of given frequencies
 #pragma once
 
 #include <torch/torch.h>
@@ -21,6 +23,11 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
 // cos and sin of t * freq_i for positions t < T: [T, D/2] each, in `dtype`.
 std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_dim, double base,
                                                       torch::ScalarType dtype, torch::Device device);
+// [D/2] fp32 frequencies on `device`.
+torch::Tensor half_truncated_rotary_freqs(int64_t head_dim, torch::Device device);
+// cos and sin of t * freq_i for t < T: fp32 [T, D/2] each, freq fp32 [D/2].
+std::pair<torch::Tensor, torch::Tensor> rotary_tables_from_freqs(int64_t T, const torch::Tensor& freq);
+// rotary_tables_from_freqs(T, half_truncated_rotary_freqs(head_dim, device)).
 std::pair<torch::Tensor, torch::Tensor> half_truncated_rotary_tables(int64_t T, int64_t head_dim,
                                                                      torch::Device device);
 

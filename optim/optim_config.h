@@ -66,8 +66,15 @@ static_assert(choices_in_enum_order(kBackupNormChoices));
 
 struct ScheduleConfig {
   int64_t warmup_steps = 0;
-  double cooldown_frac = 0.3;   // linear decay over this final fraction of the steps
+  double cooldown_frac = 0.3;   // linear decay over this final fraction of the scheduled steps
   double cooldown_floor = 0.0;  // the decay's end (record 29: 0.1)
+  // The last steps of train.steps, after the scheduled ones, run at
+  // cooldown_floor and the model's extension windows (record 50: 40 of 2090).
+  int64_t extension_steps = 0;
+  // The lr's peak in each equal part of the scheduled steps, from which the
+  // cooldown also starts (record 50: "1 1.51 1.93", (bs/8)^0.6 of its batch
+  // schedule); optim/schedule.h parses it once.
+  std::string stage_lr = "1";
 };
 
 struct AdamConfig {

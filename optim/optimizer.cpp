@@ -41,7 +41,7 @@ Optimizer::Optimizer(const torch::nn::Module& model, const Config& config, Commu
       comm_(comm),
       params_(model.parameters()),
       matrices_(group_parameters(model).matrices),
-      schedule_(config.schedule),
+      schedule_(config.schedule, config.train.steps),
       total_steps_(config.train.steps) {
   rule_ = make_step_rule(optim_);
   std::optional<PlanRanks> ranks;
@@ -53,7 +53,7 @@ Optimizer::Optimizer(const torch::nn::Module& model, const Config& config, Commu
 }
 
 double Optimizer::lr_multiplier(int64_t step) const {
-  return lr_scale_ * muonrun::lr_multiplier(step, total_steps_, schedule_);
+  return lr_scale_ * schedule_(step);
 }
 
 void Optimizer::begin_backward(bool last_micro_step) {

@@ -34,6 +34,7 @@
 #include "optim/muon.h"
 #include "optim/muon_ownership.h"
 #include "optim/presets.h"
+#include "optim/schedule.h"
 #include "optim/step_plan.h"
 #include "optim/step_rule.h"
 #include "trainer/config/config.h"
@@ -106,7 +107,7 @@ class Optimizer {
   Communicator* comm_;
   std::vector<torch::Tensor> params_;
   std::vector<NamedParam> matrices_;
-  ScheduleConfig schedule_;
+  LrSchedule schedule_;
   int64_t total_steps_;
   double lr_scale_ = 1.0;
   StepPlan plan_;

@@ -2,18 +2,54 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 #include <stdexcept>
+#include <string>
+
+#include "trainer/base/config_error.h"
 
 namespace muonrun {
 
-double lr_multiplier(int64_t step, int64_t total, const ScheduleConfig& schedule) {
-  if (step < schedule.warmup_steps) return static_cast<double>(step + 1) / schedule.warmup_steps;
+LrSchedule::LrSchedule(const ScheduleConfig& schedule, int64_t total_steps)
+    : schedule_(schedule), scheduled_(total_steps - schedule.extension_steps) {
+  std::istringstream in(schedule.stage_lr);
+  for (std::string word; in >> word;) {
+    size_t used = 0;
+    double peak = 0;
+    try {
+      peak = std::stod(word, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != word.size() || !(peak > 0) || !std::isfinite(peak))
+      throw ConfigError("schedule.stage_lr: '" + word + "' is not a positive number");
+    stage_lr_.push_back(peak);
+  }
+  if (stage_lr_.empty())
+    throw ConfigError("schedule.stage_lr: '" + schedule.stage_lr + "' names no stage; expected e.g. \"1 1.51 1.93\"");
+  if (scheduled_ < 1)
+    throw ConfigError("schedule.extension_steps (" + std::to_string(schedule.extension_steps) +
+                      ") must be below train.steps (" + std::to_string(total_steps) + ")");
+}
+
+double LrSchedule::operator()(int64_t step) const {
+  if (step < schedule_.warmup_steps) return static_cast<double>(step + 1) / schedule_.warmup_steps;
+  if (step > scheduled_) return schedule_.cooldown_floor;  // the extension steps
+  const double x = static_cast<double>(step) / static_cast<double>(scheduled_);
+  const auto n = stage_lr_.size();
+  double peak = stage_lr_[0];
+  for (size_t k = 1; k < n; ++k)
+    if (x > static_cast<double>(k) / static_cast<double>(n)) peak = stage_lr_[k];
   // Not rounded to whole steps: record 29's 0.45 x 1670 = 751.5 (x >= 1 - frac
-  // is step >= total - frac x total; w = (1 - x) / frac = (total - step) / (frac x total)).
-  const double cooldown = schedule.cooldown_frac * static_cast<double>(total);
-  if (cooldown <= 0 || static_cast<double>(step) < static_cast<double>(total) - cooldown) return 1.0;
-  const double w = std::max(0.0, static_cast<double>(total - step) / cooldown);
-  return w + (1 - w) * schedule.cooldown_floor;
+  // is step >= N - frac x N; w = (1 - x) / frac = (N - step) / (frac x N)).
+  const double cooldown = schedule_.cooldown_frac * static_cast<double>(scheduled_);
+  if (cooldown <= 0 || static_cast<double>(step) < static_cast<double>(scheduled_) - cooldown) return peak;
+  const double w = std::max(0.0, static_cast<double>(scheduled_ - step) / cooldown);
+  return peak * w + (1 - w) * schedule_.cooldown_floor;
+}
+
+double lr_multiplier(int64_t step, int64_t total, const ScheduleConfig& schedule) {
+  return LrSchedule(schedule, total)(step);
 }
 
 double muon_momentum(int64_t step, const MuonConfig& muon, int64_t total_steps) {

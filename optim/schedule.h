@@ -3,19 +3,36 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "optim/optim_config.h"
 
 namespace muonrun {
 
 // Multiplier of every base lr before optimizer step `step` (0-based) of
-// `total`: optional linear warm-up, constant, then a linear decay from 1 to
-// cooldown_floor over the last cooldown_frac of the steps, as the records'
-// get_lr: with x = step / total and w = (1 - x) / cooldown_frac, the
-// multiplier is w + (1 - w) cooldown_floor once x >= 1 - cooldown_frac
-// (record 11: floor 0 over the last 900 of 3000 steps, w = (3000 - step) /
-// 900; record 29: floor 0.1 over the last 0.45 of 1670 steps, a cooldown of
-// 751.5 steps).
+// `total`, as the records' get_lr: optional linear warm-up; then the peak
+// p of the step's stage (schedule.stage_lr: stage k of n from x > k/n, with
+// x = step / N over the N = total - extension_steps scheduled steps); then,
+// once x >= 1 - cooldown_frac, p w + (1 - w) cooldown_floor with
+// w = (1 - x) / cooldown_frac; after the scheduled steps, cooldown_floor.
+// Record 11: floor 0 over the last 900 of 3000 steps, w = (3000 - step) / 900;
+// record 29: floor 0.1 over the last 0.45 of 1670 steps (751.5 steps);
+// record 50: peaks 1, 1.51, 1.93 by thirds of 2050 steps, floor 0.1 from
+// x = 0.45 (so the lr jumps up at step 1367, where the peak changes inside
+// the cooldown), then 40 extension steps at 0.1.
+class LrSchedule {
+ public:
+  // Parses schedule.stage_lr (positive numbers); throws ConfigError naming it.
+  LrSchedule(const ScheduleConfig& schedule, int64_t total_steps);
+  double operator()(int64_t step) const;
+
+ private:
+  ScheduleConfig schedule_;
+  std::vector<double> stage_lr_;
+  int64_t scheduled_;
+};
+
+// LrSchedule(schedule, total)(step).
 double lr_multiplier(int64_t step, int64_t total, const ScheduleConfig& schedule);
 
 // Muon momentum at `step`: linear from momentum_warmup_start to momentum over

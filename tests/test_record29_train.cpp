@@ -187,16 +187,16 @@ TEST(Record29Train, WindowsFollowTheRecordsSchedule) {
   Record29 model(c);
   const std::vector<int64_t> schedule = {3, 7, 11};
   for (int64_t step = 0; step <= 1670; ++step) {
-    model->set_progress(step, 1670);
+    model->set_progress({step, 1670});
     const double x = static_cast<double>(step) / (1 + 1670);
     const int64_t ws = schedule[static_cast<size_t>(static_cast<int64_t>(3 * x))];
     ASSERT_EQ(model->long_window(), ws * 128) << "step " << step;
     ASSERT_EQ(model->short_window(), ws / 2 * 128) << "step " << step;
   }
-  model->set_progress(0, 1670);
+  model->set_progress({0, 1670});
   EXPECT_EQ(model->long_window(), 384);
   EXPECT_EQ(model->short_window(), 128);
-  model->set_progress(1670, 1670);
+  model->set_progress({1670, 1670});
   EXPECT_EQ(model->long_window(), 1408);
   EXPECT_EQ(model->short_window(), 640);
 }

@@ -43,8 +43,9 @@ void visit_config(V& v, Config& c) {
   });
   v.section("model", [&] {
     v.choice("recipe", c.model.recipe, kRecipeChoices,
-             "the network: record11 (models/gpt.h; rows of seq_len tokens) or record29 (models/record29.h; "
-             "one packed sequence of whole documents, seq_len tokens per rank per micro-step)");
+             "the network: record11 (models/gpt.h; rows of seq_len tokens), record29 (models/record29.h; "
+             "one packed sequence of whole documents, seq_len tokens per rank per micro-step) or record50 "
+             "(models/record50.h; packed documents too)");
     v.number("vocab_size", c.model.vocab_size, int64_t{1}, int64_t{65536},
              "tokens in the vocabulary (shards hold uint16)");
     v.number("vocab_multiple", c.model.vocab_multiple, int64_t{1}, int64_t{4096},
@@ -67,19 +68,37 @@ void visit_config(V& v, Config& c) {
              "residual mixes with their norm, the head's soft-capped cross-entropy) or reference (the "
              "composite LibTorch ops); auto: fused");
     v.text("windows", c.model.windows,
-           "record29: per layer, L (long window), S (short window) or - (no attention)");
+           "record29/50: per layer, L (long window), S (short window) or - (no attention)");
     v.text("value_embeds", c.model.value_embeds,
-           "record29: per layer, the value-embedding table (0, 1, 2) mixed into v, or - (none)");
+           "record29/50: per layer, the value-embedding table (0, 1, 2) mixed into v, or - (none)");
     v.text("window_schedule", c.model.window_schedule,
-           "record29: the long window in blocks over equal parts of training; short = half, rounded down");
+           "record29/50: the long window in blocks over equal parts of training; short = half, rounded down");
     v.number("window_block", c.model.window_block, int64_t{1}, int64_t{1} << 20,
-             "record29: tokens per window block");
-    v.number("attn_scale", c.model.attn_scale, 1e-6, kInf, "record29: scale of q.k in attention");
+             "record29/50: tokens per window block");
+    v.number("attn_scale", c.model.attn_scale, 1e-6, kInf, "record29/50: scale of q.k in attention (record50: before YaRN)");
     v.number("attn_gate_dim", c.model.attn_gate_dim, int64_t{1}, int64_t{65536},
-             "record29: channels of the attention input its per-head sigmoid gate reads");
+             "record29/50: channels of the attention input its per-head sigmoid gate reads (record50: the "
+             "smear gate's too)");
     v.flag("fp8_head", c.model.fp8_head,
-           "record29: training's lm_head product in float8 (e4m3 inputs, e5m2 gradient, the record's "
+           "record29/50: training's lm_head product in float8 (e4m3 inputs, e5m2 gradient, the record's "
            "static scales); evaluation and sampling use bf16");
+    v.flag("smear", c.model.smear,
+           "record50: each token's embedding plus a gated share of the previous token's (models/smear.h)");
+    v.flag("key_offset", c.model.key_offset,
+           "record50: on long-window layers the keys' non-rotating dims come from the previous token "
+           "(models/key_offset.h)");
+    v.flag("yarn", c.model.yarn,
+           "record50: rescale rotary frequencies and attention scale when the long window grows (models/yarn.h)");
+    v.number("skip_in", c.model.skip_in, int64_t{-1}, int64_t{1023},
+             "record50: the layer whose output the gated skip carries (-1: no skip)");
+    v.number("skip_out", c.model.skip_out, int64_t{-1}, int64_t{1023},
+             "record50: the later layer whose input adds sigmoid(skip_lambda) x that output (-1: no skip)");
+    v.number("backout_layer", c.model.backout_layer, int64_t{-1}, int64_t{1023},
+             "record50: the layer whose output, times backout_lambda, leaves the final hidden state (-1: none)");
+    v.number("extension_window", c.model.extension_window, int64_t{0}, int64_t{1} << 20,
+             "record50: long window (blocks) during schedule.extension_steps (0: the schedule's last)");
+    v.number("final_window", c.model.final_window, int64_t{0}, int64_t{1} << 20,
+             "record50: long window (blocks) of the final validation, YaRN left as trained (0: training's last)");
   });
   v.section("data", [&] {
     v.text("train", c.data.train, "training shards (glob pattern)");
@@ -123,6 +142,11 @@ void visit_config(V& v, Config& c) {
              "fraction of steps with linear decay to cooldown_floor");
     v.number("cooldown_floor", c.schedule.cooldown_floor, 0.0, 1.0,
              "lr multiplier the cooldown ends at (record 29: 0.1)");
+    v.number("extension_steps", c.schedule.extension_steps, int64_t{0}, kMaxInt,
+             "last steps of train.steps, after the scheduled ones: lr at cooldown_floor, the model's extension "
+             "windows (record 50: 40)");
+    v.text("stage_lr", c.schedule.stage_lr,
+           "lr peak in each equal part of the scheduled steps, e.g. \"1 1.51 1.93\" (record 50)");
   });
   v.section("optim", [&] {
     v.choice("matrix_optimizer", c.optim.matrix_optimizer, kMatrixOptimizerChoices,

@@ -108,7 +108,7 @@ class Run {
     if (!std::isnan(state_.last_train_loss)) pending.train_loss = state_.last_train_loss;
     for (int64_t step = state_.step;; ++step) {
       const bool last = step == config_.train.steps;
-      model_->set_progress(step, config_.train.steps);  // validation at `step` and the step itself
+      model_->set_progress({step, config_.train.steps, config_.schedule.extension_steps});  // validation at `step` and the step itself
       bool stop = last;
       if (last || (config_.train.val_every > 0 && step % config_.train.val_every == 0)) {
         pending.val_loss = validate();

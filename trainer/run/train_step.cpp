@@ -8,6 +8,7 @@
 
 #include "models/gpt.h"
 #include "models/record29.h"
+#include "models/record50.h"
 
 namespace muonrun {
 
@@ -36,10 +37,14 @@ BatchPlan plan_batches(const Config& config, int world, BatchLayout layout) {
 
 LanguageModel make_model(const Config& config, const torch::Device& device) {
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
+  if (const auto key = record50_key_in_use(config.model); !key.empty() && config.model.recipe != Recipe::record50)
+    throw ConfigError(fmt::format("{} is a feature of model.recipe record50, not {}", key,
+                                  name_of(config.model.recipe)));
   LanguageModel model;
   switch (config.model.recipe) {
     case Recipe::record11: model = GPT(config.model).ptr(); break;
     case Recipe::record29: model = Record29(record29_config(config.model)).ptr(); break;
+    case Recipe::record50: model = Record50(record50_config(config.model)).ptr(); break;
   }
   model->to(device);
   if (device.is_cuda()) model->set_compute_dtype(torch::kBFloat16);

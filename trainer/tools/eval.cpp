@@ -72,7 +72,7 @@ EvalResult run_evaluation(const EvalOptions& options) {
     if (!options.hellaswag.empty())
       examples = read_hellaswag(options.hellaswag, Tokenizer::load(options.vocab_dir + "/encoder.json",
                                                                    options.vocab_dir + "/vocab.bpe"));
-    model->set_progress(config.train.steps, config.train.steps);  // the trained structure (record 29's last windows)
+    model->set_progress({config.train.steps, config.train.steps, config.schedule.extension_steps});  // the final validation's structure
     const double local = evaluate(*model, *val, plan.val_batches, device);
     result.val_loss = mean_over_ranks(world.comm(), device, {torch::tensor(local)})[0];
     result.val_tokens = config.train.val_tokens;

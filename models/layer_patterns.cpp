@@ -1,0 +1,76 @@
+#include "models/layer_patterns.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "trainer/base/config_error.h"
+
+namespace muonrun {
+namespace {
+
+std::vector<std::string> words(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<std::string> out;
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+void check_count(const std::vector<std::string>& tokens, int64_t layers, const std::string& key,
+                 const std::string& text) {
+  if (static_cast<int64_t>(tokens.size()) != layers)
+    throw ConfigError(fmt::format("{}: '{}' names {} layers, the model has {}", key, text, tokens.size(), layers));
+}
+
+}  // namespace
+
+std::vector<LayerWindow> parse_window_pattern(const std::string& text, int64_t layers, const std::string& key) {
+  const auto tokens = words(text);
+  check_count(tokens, layers, key, text);
+  std::vector<LayerWindow> out;
+  for (const auto& t : tokens) {
+    if (t == "L") out.push_back(LayerWindow::long_window);
+    else if (t == "S") out.push_back(LayerWindow::short_window);
+    else if (t == "-") out.push_back(LayerWindow::none);
+    else throw ConfigError(fmt::format("{}: '{}' is not L (long window), S (short window) or - (no attention)", key, t));
+  }
+  return out;
+}
+
+std::vector<int> parse_value_embed_pattern(const std::string& text, int64_t layers, const std::string& key) {
+  const auto tokens = words(text);
+  check_count(tokens, layers, key, text);
+  std::vector<int> out;
+  for (const auto& t : tokens) {
+    if (t == "-") out.push_back(-1);
+    else if (t == "0" || t == "1" || t == "2") out.push_back(t[0] - '0');
+    else throw ConfigError(fmt::format("{}: '{}' is not a value-embedding table (0, 1, 2) or - (none)", key, t));
+  }
+  return out;
+}
+
+std::vector<int64_t> parse_window_schedule(const std::string& text, const std::string& key) {
+  std::vector<int64_t> out;
+  for (const auto& t : words(text)) {
+    int64_t blocks = 0;
+    size_t used = 0;
+    try {
+      blocks = std::stoll(t, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != t.size() || blocks < 1 || blocks > (int64_t{1} << 20))
+      throw ConfigError(fmt::format("{}: '{}' is not a window in blocks (a whole number from 1)", key, t));
+    out.push_back(blocks);
+  }
+  if (out.empty()) throw ConfigError(fmt::format("{}: '{}' names no window; expected e.g. \"3 7 11\"", key, text));
+  return out;
+}
+
+torch::Tensor speedrun_uniform_init(torch::IntArrayRef sizes, int64_t dim) {
+  const double bound = std::sqrt(3.0) * 0.5 / std::sqrt(static_cast<double>(dim));
+  return torch::empty(sizes).uniform_(-bound, bound);
+}
+
+}  // namespace muonrun

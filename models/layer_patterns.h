@@ -1,0 +1,31 @@
+// The per-layer patterns of the packed-document recipes (records 29 and 50
+// of KellerJordan/modded-nanogpt), as config files spell them: which window
+// each layer attends over, which value-embedding table it mixes into its
+// values, and the long window's schedule in blocks. Parsed once when a
+// model is built; a bad pattern throws ConfigError naming its key.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+namespace muonrun {
+
+// The window a layer uses: the long or the short one of the current step, or
+// no attention at all (record 29: layer 7; record 50: layer 6).
+enum class LayerWindow { long_window, short_window, none };
+
+// "L S S S L S S - S S S L" (L, S or -, separated by spaces) -> windows;
+// "0 1 2 - ... 0 1 2" -> value_embed; "3 7 11" -> window_schedule (positive
+// block counts). Throw naming `key` and the token when the text does not
+// describe `layers` layers (any count of at least one, for the schedule).
+std::vector<LayerWindow> parse_window_pattern(const std::string& text, int64_t layers, const std::string& key);
+std::vector<int> parse_value_embed_pattern(const std::string& text, int64_t layers, const std::string& key);
+std::vector<int64_t> parse_window_schedule(const std::string& text, const std::string& key);
+
+// The records' init of q, k, v and c_fc: U(-sqrt(3) std, sqrt(3) std) with
+// std = 0.5 / sqrt(dim) ("0.5 is a bit better than the default 1/sqrt(3)").
+torch::Tensor speedrun_uniform_init(torch::IntArrayRef sizes, int64_t dim);
+
+}  // namespace muonrun
