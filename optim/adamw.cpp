@@ -4,11 +4,14 @@
 #include <optional>
 
 #include "optim/optimizer.h"
+#include "trainer/base/config_error.h"
 
 namespace muonrun {
 
 AdamW::AdamW(std::vector<AdamWGroup> groups, const AdamConfig& config)
     : groups_(std::move(groups)), config_(config) {
+  if (config_.cautious_weight_decay && config_.nested)
+    throw ConfigError("optim.adam.cautious_weight_decay needs the plain Adam update, not optim.adam.nested");
   for (auto& group : groups_) {
     if (group.eps == 0) group.eps = config_.eps;
     for (const auto& p : group.params)
@@ -18,7 +21,8 @@ AdamW::AdamW(std::vector<AdamWGroup> groups, const AdamConfig& config)
 }
 
 bool AdamW::fused() const {
-  return config_.bias_correction && config_.zero_init && !config_.nested && !config_.eps_before_bias_correction;
+  return config_.bias_correction && config_.zero_init && !config_.nested && !config_.eps_before_bias_correction &&
+         !config_.cautious_weight_decay;
 }
 
 std::map<std::string, int64_t> AdamW::host_steps() const {
@@ -77,7 +81,8 @@ void AdamW::step(double lr_multiplier, const torch::Tensor& skip) {
     if (advance.defined()) at::_foreach_add_(steps, advance);
     else at::_foreach_add_(steps, 1);
     at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps,
-                      group.lr * lr_multiplier, config_.beta1, config_.beta2, config_.weight_decay, group.eps,
+                      group.lr * lr_multiplier, config_.beta1, config_.beta2, config_.weight_decay * group.wd_mul,
+                      group.eps,
                       /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt, found_inf);
   }
 }
@@ -142,7 +147,17 @@ void AdamW::apply(double lr_multiplier, BackupNorm norm, const std::vector<doubl
       const auto& s = state_.at(p.name);
       const int64_t t = steps.at(p.name);
       auto param = p.tensor;
-      param.mul_(1 - lr * config_.weight_decay);
+      const double decay = lr * config_.weight_decay * group.wd_mul;
+      if (config_.cautious_weight_decay) {
+        TORCH_CHECK(norm == BackupNorm::ada_inf && k == 1, "cautious weight decay is Adam's own step only");
+        // u = lr/(1-b1^t) m / (...): the mask where the update and the weight
+        // agree in sign (>= 0: zero updates decay too), the decay taken on top.
+        auto update = s.exp_avg / denominator(s, t, group.eps) * (lr / correction1(t));
+        update.addcmul_(param, (update * param).ge(0).to(param.scalar_type()), decay * lr);
+        param.sub_(update);
+        continue;
+      }
+      param.mul_(1 - decay);
       if (config_.nested) {
         param.add_(s.exp_avg, -lr * k / correction1(t));
       } else if (norm == BackupNorm::sign) {

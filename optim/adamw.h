@@ -11,6 +11,10 @@
 //   nested = true             v as above, then s = b1 s + (1-b1) g / (sqrt(v^) + eps)
 //                             and W = W - lr s^ (s^ = s/(1-b1^t) with bias correction)
 //   per-group eps
+//   cautious_weight_decay = true
+//                             W -= u + W [u W >= 0] lr wd (lr), u the update
+//                             lr/(1-b1^t) m / (...) below, as record 50's
+//                             DistAdam (the decay follows the lr twice)
 //   eps_before_bias_correction = true
 //                             W = W - lr sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps),
 //                             i.e. eps / sqrt(1-b2^t) in place of eps above: the
@@ -50,6 +54,7 @@ struct AdamWGroup {
   double lr;
   std::vector<NamedParam> params;
   double eps = 0;  // 0: AdamConfig::eps
+  double wd_mul = 1;  // the group's weight decay: AdamConfig::weight_decay x wd_mul
 };
 
 class AdamW {

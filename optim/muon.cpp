@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
+#include "trainer/base/config_error.h"
+#include "trainer/base/strings.h"
 
 namespace muonrun {
 
@@ -91,6 +94,35 @@ torch::Tensor muon_second_moment(const std::string& name, const torch::Tensor& p
                       param.options().dtype(torch::kFloat));
 }
 
+std::vector<double> parse_muon_lr_mul(const std::string& text, const std::vector<NamedParam>& params) {
+  std::vector<double> out(params.size(), 1.0);
+  std::istringstream in(text);
+  for (std::string entry; in >> entry;) {
+    const auto eq = entry.find('=');
+    double factor = 0;
+    size_t used = 0;
+    if (eq != std::string::npos && eq > 0) {
+      try {
+        factor = std::stod(entry.substr(eq + 1), &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+    }
+    if (eq == std::string::npos || eq == 0 || used == 0 || used != entry.size() - eq - 1 || !(factor > 0) ||
+        !std::isfinite(factor))
+      throw ConfigError("optim.muon.lr_mul: '" + entry + "' is not suffix=factor with a positive factor");
+    const std::string suffix = entry.substr(0, eq);
+    bool matched = false;
+    for (size_t i = 0; i < params.size(); ++i)
+      if (ends_with(params[i].name, suffix)) {
+        out[i] = factor;
+        matched = true;
+      }
+    if (!matched) throw ConfigError("optim.muon.lr_mul: '" + suffix + "' ends no matrix's name");
+  }
+  return out;
+}
+
 std::pair<int64_t, int64_t> muon_size_class(int64_t rows, int64_t cols) {
   return {std::min(rows, cols), std::max(rows, cols)};
 }
@@ -99,12 +131,18 @@ std::pair<int64_t, int64_t> muon_size_class(const torch::Tensor& t) { return muo
 
 void muon_update_batch(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
                        const std::vector<torch::Tensor>& momenta, const MuonStep& step, const torch::Tensor& skip,
-                       const std::vector<torch::Tensor>& second_moments) {
+                       const std::vector<torch::Tensor>& second_moments, const std::vector<double>& lr_muls) {
   torch::NoGradGuard no_grad;
   TORCH_CHECK(!params.empty() && grads.size() == params.size() && momenta.size() == params.size(),
               "muon_update_batch: one gradient and one momentum per parameter");
   TORCH_CHECK(second_moments.empty() || second_moments.size() == params.size(),
               "muon_update_batch: one NorMuon buffer per parameter, or none");
+  TORCH_CHECK(lr_muls.empty() || lr_muls.size() == params.size(), "muon_update_batch: one lr multiplier per parameter");
+  // The scale of each update: shape factor x lr multiplier.
+  std::vector<double> scale;
+  for (size_t k = 0; k < params.size(); ++k)
+    scale.push_back(muon_shape_factor(params[k].size(-2), params[k].size(-1), step.shape) *
+                    (lr_muls.empty() ? 1.0 : lr_muls[k]));
   // A parameter that is a stack of matrices (record 29's qkvo_w [4, dim,
   // dim]) contributes each of them to the stack: they are orthogonalised
   // separately, as the record's batched Newton-Schulz does.
@@ -147,8 +185,7 @@ void muon_update_batch(const std::vector<torch::Tensor>& params, const std::vect
     for (size_t k = 0; k < params.size(); ++k) {
       const auto W = wide(params[k]);
       const auto update = O_parts[k].view(W.sizes());
-      const double s = muon_shape_factor(params[k].size(-2), params[k].size(-1), step.shape);
-      auto decay = W * update.mul(W).ge(0).to(W.scalar_type()) * (step.weight_decay * step.lr * step.lr * s);
+      auto decay = W * update.mul(W).ge(0).to(W.scalar_type()) * (step.weight_decay * step.lr * step.lr * scale[k]);
       if (skip.defined()) decay = decay.masked_fill(skip, 0);
       W.sub_(decay);
     }
@@ -156,11 +193,11 @@ void muon_update_batch(const std::vector<torch::Tensor>& params, const std::vect
     if (skip.defined()) at::_foreach_mul_(params, torch::where(skip, 1.0, 1 - step.lr * step.weight_decay));
     else at::_foreach_mul_(params, 1 - step.lr * step.weight_decay);
   }
-  // W -= lr s O, one multi-tensor add per shape factor s (a size class has
-  // at most two: its wide and its tall matrices).
+  // W -= lr s O, one multi-tensor add per scale s (a size class has at most
+  // two shape factors, its wide and its tall matrices, times the lr multipliers).
   std::map<double, std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>> by_factor;
   for (size_t k = 0; k < params.size(); ++k) {
-    auto& [targets, updates] = by_factor[muon_shape_factor(params[k].size(-2), params[k].size(-1), step.shape)];
+    auto& [targets, updates] = by_factor[scale[k]];
     targets.push_back(wide(params[k]));
     updates.push_back(O_parts[k].view(targets.back().sizes()));
   }
@@ -173,7 +210,8 @@ void muon_update(torch::Tensor param, const torch::Tensor& grad, torch::Tensor& 
 }
 
 Muon::Muon(std::vector<NamedParam> params, const MuonConfig& config, std::vector<bool> owned, int64_t total_steps)
-    : params_(std::move(params)), config_(config), total_steps_(total_steps) {
+    : params_(std::move(params)), config_(config), total_steps_(total_steps),
+      lr_mul_(parse_muon_lr_mul(config.lr_mul, params_)) {
   if (owned.empty()) owned.assign(params_.size(), true);
   TORCH_CHECK(owned.size() == params_.size(), "Muon: one ownership flag per matrix");
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -203,14 +241,16 @@ void Muon::update(const std::vector<size_t>& indices, const std::vector<torch::T
   }
   for (const auto& [key, members] : classes) {
     std::vector<torch::Tensor> params, batch_grads, momenta, second_moments;
+    std::vector<double> lr_muls;
     for (size_t k : members) {
       const auto& p = params_.at(indices[k]);
       params.push_back(p.tensor);
       batch_grads.push_back(grads[k]);
       momenta.push_back(momentum_.at(p.name));
       if (config_.normuon) second_moments.push_back(second_moment_.at(p.name));
+      lr_muls.push_back(lr_mul_.at(indices[k]));
     }
-    muon_update_batch(params, batch_grads, momenta, hyper, skip, second_moments);
+    muon_update_batch(params, batch_grads, momenta, hyper, skip, second_moments, lr_muls);
   }
 }
 

@@ -100,9 +100,17 @@ std::pair<int64_t, int64_t> muon_size_class(const torch::Tensor& t);
 // on the device without a host round trip. `second_moments` (NorMuon; empty:
 // off): one fp32 buffer per parameter, muon_second_moment()'s shape, updated
 // in place.
+// `lr_muls` (empty: all 1): each parameter's lr multiplier (optim.muon.lr_mul),
+// on its update and its cautious decay.
 void muon_update_batch(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
                        const std::vector<torch::Tensor>& momenta, const MuonStep& step, const torch::Tensor& skip,
-                       const std::vector<torch::Tensor>& second_moments = {});
+                       const std::vector<torch::Tensor>& second_moments = {},
+                       const std::vector<double>& lr_muls = {});
+
+// optim.muon.lr_mul parsed for `params`: each one's multiplier (1 where no
+// suffix matches). Throws ConfigError naming the key for a malformed entry
+// or a suffix that matches no matrix.
+std::vector<double> parse_muon_lr_mul(const std::string& text, const std::vector<NamedParam>& params);
 
 // NorMuon's second-moment buffer of parameter `param` named `name`: zeros of
 // fp32, one per row or column (see above) of each of its matrices, in
@@ -145,6 +153,7 @@ class Muon {
   std::vector<NamedParam> params_;
   MuonConfig config_;
   int64_t total_steps_;
+  std::vector<double> lr_mul_;  // per matrix, optim.muon.lr_mul
   std::map<std::string, torch::Tensor> momentum_;       // owned matrices only
   std::map<std::string, torch::Tensor> second_moment_;  // NorMuon's, owned matrices only
 };

@@ -100,6 +100,18 @@ struct AdamConfig {
   double head_eps = 0;
   double scalar_eps = 0;
   double matrix_eps = 0;
+  // Weight decay multiplier of each group (record 50: 0 for the scalars).
+  double embed_wd_mul = 1;
+  double head_wd_mul = 1;
+  double scalar_wd_mul = 1;
+  double matrix_wd_mul = 1;
+  // Cautious weight decay (Chen et al. 2025, arXiv:2510.12402; record 50's
+  // DistAdam): W -= W [u W >= 0] lr wd wd_mul lr, u the step's Adam update,
+  // so the decay follows the lr schedule twice; off the fused kernel.
+  bool cautious_weight_decay = false;
+  // Adam updates every step_every-th step with the sum of the gradients since
+  // its last update (record 39 on: 2, on the odd steps); Muon every step.
+  int64_t step_every = 1;
 };
 
 struct MuonConfig {
@@ -137,6 +149,11 @@ struct MuonConfig {
   // the record's strength weight_decay x lr x (lr x shape factor), so that it
   // follows the lr schedule twice (optim/muon.h).
   bool cautious_weight_decay = false;
+  // Per-matrix lr multipliers: "suffix=factor ..." for the matrices whose names
+  // end with suffix (record 50: "attn.qkvo_w=2 mlp.c_proj=2", its c_proj's
+  // lr_mul 2 and the factor 2 its [4 dim, dim] qkvo_w gets from its stored
+  // shape where ours is a stack [4, dim, dim]); parsed once by Muon.
+  std::string lr_mul;
 };
 
 // Muon and AdamW as one steepest descent over all parameters (M. Crawshaw,

@@ -10,11 +10,13 @@ namespace {
 std::vector<AdamWGroup> adam_groups(const ParamGroups& groups, const OptimConfig& optim) {
   std::vector<AdamWGroup> out;
   const auto& adam = optim.adam;
-  if (!groups.embeddings.empty()) out.push_back({"embed", adam.embed_lr, groups.embeddings, adam.embed_eps});
-  if (!groups.heads.empty()) out.push_back({"head", adam.head_lr, groups.heads, adam.head_eps});
-  if (!groups.scalars.empty()) out.push_back({"scalar", adam.scalar_lr, groups.scalars, adam.scalar_eps});
+  if (!groups.embeddings.empty())
+    out.push_back({"embed", adam.embed_lr, groups.embeddings, adam.embed_eps, adam.embed_wd_mul});
+  if (!groups.heads.empty()) out.push_back({"head", adam.head_lr, groups.heads, adam.head_eps, adam.head_wd_mul});
+  if (!groups.scalars.empty())
+    out.push_back({"scalar", adam.scalar_lr, groups.scalars, adam.scalar_eps, adam.scalar_wd_mul});
   if (optim.matrix_optimizer == MatrixOptimizer::adamw && !groups.matrices.empty())
-    out.push_back({"matrix", adam.matrix_lr, groups.matrices, adam.matrix_eps});
+    out.push_back({"matrix", adam.matrix_lr, groups.matrices, adam.matrix_eps, adam.matrix_wd_mul});
   return out;
 }
 
@@ -43,6 +45,8 @@ Optimizer::Optimizer(const torch::nn::Module& model, const Config& config, Commu
       matrices_(group_parameters(model).matrices),
       schedule_(config.schedule, config.train.steps),
       total_steps_(config.train.steps) {
+  for (const auto& group : adam.groups())
+    for (const auto& p : group.params) adam_params_.insert(p.tensor.unsafeGetTensorImpl());
   rule_ = make_step_rule(optim_);
   std::optional<PlanRanks> ranks;
   if (comm) ranks = PlanRanks{comm->size(), comm->rank()};
@@ -75,9 +79,11 @@ void Optimizer::step(int64_t step, std::optional<double> loss, const torch::Tens
   StepContext context(step, lr_multiplier(step), loss, skip, optim_, adam, muon.get(), matrices_, plan_, comm_,
                       reducer_.get(), timer_);
   rule_->step(context);
+  adam_pending_ = !context.adam_due();
 }
 
 void Optimizer::discard_step() {
+  adam_pending_ = false;  // the step's gradients are not to be trusted: Adam's sum starts again
   if (!reducer_) return;
   for (size_t u : plan_.bucket_units) reducer_->wait_bucket(u);
   for (size_t u : plan_.shard_units) reducer_->wait_shard(u);
@@ -91,6 +97,7 @@ std::string Optimizer::describe() const {
 
 void Optimizer::zero_grad(bool set_to_none) {
   for (auto& p : params_) {
+    if (adam_pending_ && adam_params_.count(p.unsafeGetTensorImpl())) continue;  // adding up for Adam's next step
     if (set_to_none) p.mutable_grad().reset();
     else if (p.grad().defined()) p.mutable_grad().zero_();
   }
@@ -98,6 +105,12 @@ void Optimizer::zero_grad(bool set_to_none) {
 
 std::vector<std::pair<std::string, torch::Tensor>> Optimizer::state() const {
   auto out = adam.state();
+  // Adam's gradient sum between its updates (optim.adam.step_every), the mean
+  // over ranks and so the same on each: without it a resume would lose it.
+  if (adam_pending_)
+    for (const auto& group : adam.groups())
+      for (const auto& p : group.params)
+        if (p.tensor.grad().defined()) out.emplace_back("adam.pending_grad." + p.name, p.tensor.grad());
   if (muon)
     for (auto& entry : muon->state()) out.push_back(std::move(entry));
   rule_->state(out);  // Momo's, then the stale dual norms
@@ -106,6 +119,13 @@ std::vector<std::pair<std::string, torch::Tensor>> Optimizer::state() const {
 
 void Optimizer::load_state(const std::map<std::string, torch::Tensor>& tensors) {
   adam.load_state(tensors);
+  adam_pending_ = false;
+  for (const auto& group : adam.groups())
+    for (const auto& p : group.params)
+      if (auto it = tensors.find("adam.pending_grad." + p.name); it != tensors.end()) {
+        p.tensor.mutable_grad() = state_tensor(tensors, it->first, p.tensor).to(p.tensor.device()).clone();
+        adam_pending_ = true;
+      }
   if (muon) muon->load_state(tensors);
   rule_->load_state(tensors);
 }

@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -76,7 +77,8 @@ class Optimizer {
   std::string describe() const;
   // Readies the gradients for the next accumulation: drops them (set to
   // none), or zeroes them in place where something holds on to them (a CUDA
-  // graph that adds into them), as torch.optim's zero_grad(set_to_none).
+  // graph that adds into them), as torch.optim's zero_grad(set_to_none);
+  // Adam's are kept while they add up for its next update (optim.adam.step_every).
   void zero_grad(bool set_to_none = true);
   double lr_multiplier(int64_t step) const;
   // step() reports its phases (Newton-Schulz, AdamW, communication waits)
@@ -114,6 +116,10 @@ class Optimizer {
   std::unique_ptr<StepRule> rule_;
   std::unique_ptr<GradientReducer> reducer_;
   PhaseTimer* timer_ = nullptr;
+  // Adam's parameters, and whether their gradients are adding up for its
+  // next update (optim.adam.step_every: zero_grad() keeps them).
+  std::set<const c10::TensorImpl*> adam_params_;
+  bool adam_pending_ = false;
 };
 
 // The tensor `key` from loaded optimizer state, checked against the shape of

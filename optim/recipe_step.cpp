@@ -24,7 +24,7 @@ class RecipeStep final : public StepRule {
 
   void step(StepContext& ctx) override {
     const MuonStep hyper = ctx.muon->step_hyper(ctx.lr_multiplier, ctx.step);
-    {
+    if (ctx.adam_due()) {
       PhaseScope time(ctx.timer, Phase::AdamW);
       ctx.adam.step(ctx.lr_multiplier, ctx.skip);
     }
@@ -62,7 +62,7 @@ class AdamWOnlyStep final : public StepRule {
 
   void step(StepContext& ctx) override {
     PhaseScope time(ctx.timer, Phase::AdamW);
-    ctx.adam.step(ctx.lr_multiplier, ctx.skip);
+    if (ctx.adam_due()) ctx.adam.step(ctx.lr_multiplier, ctx.skip);
   }
   bool skips_on_device(const AdamW& adam) const override { return adam.fused(); }
   void state(std::vector<std::pair<std::string, torch::Tensor>>& out) const override { stale_.state(out); }

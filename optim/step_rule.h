@@ -49,6 +49,9 @@ class StepContext {
               const StepPlan& plan, Communicator* comm, GradientReducer* reducer, PhaseTimer* timer);
 
   const int64_t step;            // 0-based
+  // Whether Adam updates at this step (optim.adam.step_every; else its
+  // gradients keep adding up until it does).
+  bool adam_due() const { return (step + 1) % optim.adam.step_every == 0; }
   const double lr_multiplier;    // from the lr schedule
   const std::optional<double> loss;  // the step's training loss, when given
   // Undefined, or a 0-dim bool device tensor: when true the step must leave

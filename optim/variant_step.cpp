@@ -190,8 +190,10 @@ StepRuleEntry steepest_step_rule() {
   return {"steepest", applies, [](const OptimConfig& optim) -> std::unique_ptr<StepRule> {
             // The variants scale Muon's polar factor by dual norms of their own;
             // NorMuon and the cautious decay belong to the recipe's batched step.
-            if (optim.muon.normuon || optim.muon.cautious_weight_decay)
-              throw ConfigError("optim.muon.normuon and optim.muon.cautious_weight_decay work with the recipe's Muon "
+            if (optim.muon.normuon || optim.muon.cautious_weight_decay || !optim.muon.lr_mul.empty() ||
+                optim.adam.cautious_weight_decay || optim.adam.step_every != 1)
+              throw ConfigError("optim.muon.normuon, optim.muon.cautious_weight_decay, optim.muon.lr_mul, "
+                                "optim.adam.cautious_weight_decay and optim.adam.step_every work with the recipe's "
                                 "step, not with optim.steepest / optim.preset / optim.momo variants");
             return std::make_unique<SteepestStep>(optim);
           }};

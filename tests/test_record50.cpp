@@ -25,6 +25,7 @@
 #include "models/smear.h"
 #include "models/yarn.h"
 #include "tests/python_reference.h"
+#include "tests/record50_small.h"
 #include "tests/test_helpers.h"
 #include "trainer/io/safetensors.h"
 
@@ -36,29 +37,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Every record-50 feature at a small size: 6 layers, a layer without
-// attention, two long-window layers with the key offset, value embeddings
-// (one table used twice), the gated skip 2 -> 3, the backout of layer 4,
-// smear, and YaRN after the long window went from 1 to 3 blocks of 16.
-Record50Config small_config() {
-  Record50Config c;
-  c.vocab_padded = 256;
-  c.dim = 64;
-  c.heads = 2;
-  c.head_dim = 32;
-  c.layers = 6;
-  c.windows = parse_window_pattern("S S L - S L", 6, "test");
-  c.value_embed = parse_value_embed_pattern("1 2 - - 0 1", 6, "test");
-  c.skip_in = 2;
-  c.skip_out = 3;
-  c.backout_layer = 4;
-  c.window_block = 16;
-  c.window_schedule = {1, 3};
-  c.extension_window = 4;
-  c.final_window = 6;
-  c.scalar_padding = 5;  // 27 used
-  return c;
-}
+Record50Config small_config() { return tests::record50_small_config(); }
 
 // Documents of 50, 80, 1 and 69 tokens.
 torch::Tensor doc_offsets() { return torch::tensor({0, 50, 130, 131, 200}, torch::kInt); }

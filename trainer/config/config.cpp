@@ -173,6 +173,16 @@ void visit_config(V& v, Config& c) {
       v.number("scalar_eps", c.optim.adam.scalar_eps, 0.0, kInf, "eps of the scalars (0: eps)");
       v.number("matrix_eps", c.optim.adam.matrix_eps, 0.0, kInf,
                "eps of the hidden matrices under adamw (0: eps)");
+      v.number("embed_wd_mul", c.optim.adam.embed_wd_mul, 0.0, kInf, "weight decay multiplier of the embeddings");
+      v.number("head_wd_mul", c.optim.adam.head_wd_mul, 0.0, kInf, "weight decay multiplier of lm_head");
+      v.number("scalar_wd_mul", c.optim.adam.scalar_wd_mul, 0.0, kInf,
+               "weight decay multiplier of the scalars (record 50: 0)");
+      v.number("matrix_wd_mul", c.optim.adam.matrix_wd_mul, 0.0, kInf,
+               "weight decay multiplier of the hidden matrices under adamw");
+      v.flag("cautious_weight_decay", c.optim.adam.cautious_weight_decay,
+             "decay only where the update and the weight agree in sign, by lr wd wd_mul lr (record 50)");
+      v.number("step_every", c.optim.adam.step_every, int64_t{1}, int64_t{1024},
+               "Adam updates every N-th step with the gradients summed since its last (record 50: 2)");
     });
     v.section("muon", [&] {
       v.number("lr", c.optim.muon.lr, 0.0, kInf, "lr of the hidden matrices");
@@ -199,7 +209,9 @@ void visit_config(V& v, Config& c) {
              "NorMuon: rescale each row (or column) of the update by an EMA of its mean square, norm kept");
       v.number("normuon_beta2", c.optim.muon.normuon_beta2, 0.0, 1.0 - 1e-12, "NorMuon's second-moment decay");
       v.flag("cautious_weight_decay", c.optim.muon.cautious_weight_decay,
-             "decay only where update x weight >= 0, by weight_decay x lr x (lr x shape factor)");
+             "decay only where update x weight >= 0, by weight_decay x lr x (lr x shape factor x lr_mul)");
+      v.text("lr_mul", c.optim.muon.lr_mul,
+             "lr multipliers by name suffix, \"suffix=factor ...\" (record 50: \"attn.qkvo_w=2 mlp.c_proj=2\")");
     });
     v.section("steepest", [&] {
       v.choice("mode", c.optim.steepest.mode, kSteepestModeChoices,
