@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -66,6 +67,20 @@ std::vector<int64_t> parse_window_schedule(const std::string& text, const std::s
   }
   if (out.empty()) throw ConfigError(fmt::format("{}: '{}' names no window; expected e.g. \"3 7 11\"", key, text));
   return out;
+}
+
+FlopsPerToken windowed_flops_per_token(const torch::nn::Module& model, const std::vector<LayerWindow>& windows,
+                                       int64_t channels, int64_t long_window, int64_t short_window, int64_t seq_len) {
+  FlopsPerToken f;
+  for (const auto& p : model.named_parameters())
+    if (p.key() != "embed.weight" && p.key().rfind("value_embeds.", 0) != 0) f.matmul_params += p.value().numel();
+  f.channels = static_cast<double>(channels);
+  for (const auto w : windows) {
+    if (w == LayerWindow::none) continue;
+    const int64_t window = w == LayerWindow::long_window ? long_window : short_window;
+    f.attended_keys += static_cast<double>(std::min(seq_len, window + 1));
+  }
+  return f;
 }
 
 torch::Tensor speedrun_uniform_init(torch::IntArrayRef sizes, int64_t dim) {

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "models/language_model.h"
+
 namespace muonrun {
 
 // The window a layer uses: the long or the short one of the current step, or
@@ -23,6 +25,12 @@ enum class LayerWindow { long_window, short_window, none };
 std::vector<LayerWindow> parse_window_pattern(const std::string& text, int64_t layers, const std::string& key);
 std::vector<int> parse_value_embed_pattern(const std::string& text, int64_t layers, const std::string& key);
 std::vector<int64_t> parse_window_schedule(const std::string& text, const std::string& key);
+
+// FLOPs per token (models/language_model.h) of a packed-document model:
+// every parameter but the embedding tables (embed, value_embeds) in matrix
+// products, and each attention layer's keys within its window.
+FlopsPerToken windowed_flops_per_token(const torch::nn::Module& model, const std::vector<LayerWindow>& windows,
+                                       int64_t channels, int64_t long_window, int64_t short_window, int64_t seq_len);
 
 // The records' init of q, k, v and c_fc: U(-sqrt(3) std, sqrt(3) std) with
 // std = 0.5 / sqrt(dim) ("0.5 is a bit better than the default 1/sqrt(3)").

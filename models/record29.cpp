@@ -192,16 +192,8 @@ Loss Record29Impl::loss(const TokenBatch& batch) {
 }
 
 FlopsPerToken Record29Impl::flops_per_token(int64_t seq_len) const {
-  FlopsPerToken f;
-  for (const auto& p : named_parameters())
-    if (p.key() != "embed.weight" && p.key().rfind("value_embeds.", 0) != 0) f.matmul_params += p.value().numel();
-  f.channels = static_cast<double>(config.heads * config.head_dim);
-  for (const auto w : config.windows) {
-    if (w == LayerWindow::none) continue;
-    const int64_t window = w == LayerWindow::long_window ? long_window_ : short_window_;
-    f.attended_keys += static_cast<double>(std::min(seq_len, window + 1));
-  }
-  return f;
+  return windowed_flops_per_token(*this, config.windows, config.heads * config.head_dim, long_window_, short_window_,
+                                  seq_len);
 }
 
 torch::Tensor Record29Impl::document_logits(const torch::Tensor& tokens) {

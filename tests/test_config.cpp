@@ -397,6 +397,55 @@ TEST(Config, Record29ConfigsHoldTheRecordsHyperparameters) {
   EXPECT_EQ(keys, static_cast<int>(eight.size()));
 }
 
+// configs/record50.yaml against the record's script
+// (records/track_1_short/2025-12-18_CautiousWDAdam: Hyperparameters, the
+// optimizer setup, get_lr, get_ws, the momentum schedule); the one-GPU file
+// differs only in its name.
+TEST(Config, Record50ConfigsHoldTheRecordsHyperparameters) {
+  const std::string configs = std::string(MUONRUN_SOURCE_DIR) + "/configs/";
+  const Config c = load_config({configs + "record50.yaml"}, {});
+  EXPECT_EQ(c.model.recipe, Recipe::record50);
+  EXPECT_EQ(c.model.layers, 11);
+  EXPECT_EQ(c.model.windows, "S S S L S S - S S S L");
+  EXPECT_EQ(c.model.value_embeds, "1 2 - - - - - - 0 1 2");
+  EXPECT_EQ(c.model.window_schedule, "3 7 11");
+  EXPECT_EQ(c.model.extension_window, 13);
+  EXPECT_EQ(c.model.final_window, 20);
+  EXPECT_EQ(c.model.attn_scale, 0.1);
+  EXPECT_TRUE(c.model.smear && c.model.key_offset && c.model.yarn && c.model.fp8_head);
+  EXPECT_EQ(c.model.skip_in, 3);
+  EXPECT_EQ(c.model.skip_out, 6);
+  EXPECT_EQ(c.model.backout_layer, 7);
+  EXPECT_EQ(c.train.steps, 2090);
+  EXPECT_EQ(c.schedule.extension_steps, 40);
+  EXPECT_EQ(c.schedule.stage_lr, "1 1.51 1.93");
+  EXPECT_EQ(c.schedule.cooldown_frac, 0.55);
+  EXPECT_EQ(c.schedule.cooldown_floor, 0.1);
+  EXPECT_EQ(c.train.val_every, 250);
+  EXPECT_DOUBLE_EQ(c.optim.adam.embed_lr, 0.008 * 75);
+  EXPECT_DOUBLE_EQ(c.optim.adam.scalar_lr, 0.008 * 5);
+  EXPECT_EQ(c.optim.adam.beta1, 0.65);
+  EXPECT_EQ(c.optim.adam.eps, 1e-8);
+  EXPECT_EQ(c.optim.adam.weight_decay, 0.005);
+  EXPECT_EQ(c.optim.adam.scalar_wd_mul, 0);
+  EXPECT_TRUE(c.optim.adam.cautious_weight_decay);
+  EXPECT_EQ(c.optim.adam.step_every, 2);
+  EXPECT_EQ(c.optim.muon.lr, 0.023);
+  EXPECT_EQ(c.optim.muon.weight_decay, 1.2);
+  EXPECT_TRUE(c.optim.muon.normuon && c.optim.muon.cautious_weight_decay);
+  EXPECT_EQ(c.optim.muon.polar, Polar::polar_express);
+  EXPECT_EQ(c.optim.muon.momentum_cooldown_steps, 50);
+  EXPECT_EQ(c.optim.muon.lr_mul, "attn.qkvo_w=2 mlp.c_proj=2");
+  auto eight = flatten(c);
+  auto one = flatten(load_config({configs + "record50-1gpu.yaml"}, {}));
+  ASSERT_EQ(one.size(), eight.size());
+  for (size_t i = 0; i < one.size(); ++i) {
+    if (one[i].first != "run.name") {
+      EXPECT_EQ(one[i], eight[i]);
+    }
+  }
+}
+
 TEST(Config, ChoiceInAFileNamesTheKeyTheValueAndTheAllowedValues) {
   const fs::path dir = config_dir("choice");
   auto f = write_in(dir, "choice.yaml", "optim:\n  muon:\n    polar: newton\n");

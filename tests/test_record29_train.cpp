@@ -1,9 +1,12 @@
-// Record 29's recipe from YAML, end to end on the CPU (model.recipe: record29;
-// configs/record29*.yaml): `muonrun train` builds the record-29 network, feeds
+// Records 29's and 50's recipes from YAML, end to end on the CPU
+// (model.recipe: record29 / record50; configs/record29*.yaml,
+// configs/record50*.yaml): `muonrun train` builds the record-29 network, feeds
 // it packed documents with their offsets, moves the attention windows by the
 // record's schedule, and resumes bit for bit (the document loader's position
 // included); the logits that sampling and HellaSwag read agree with the loss
-// the model trains on; config mistakes are refused naming their key.
+// the model trains on; config mistakes are refused naming their key. Record
+// 50's network and optimizers (Adam every other step, whose half-summed
+// gradient a checkpoint keeps) resume bit for bit too.
 #include <gtest/gtest.h>
 #include <spdlog/fmt/fmt.h>
 #include <torch/torch.h>
@@ -231,4 +234,48 @@ TEST(Record29Train, ConfigMistakesNameTheirKey) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("model.recipe record29"), std::string::npos) << e.what();
   }
+}
+
+// Every record-50 feature at a small size (smear, key offset, YaRN over the
+// window schedule, the gated skip, the backout, extension and final windows,
+// NorMuon and cautious decays, Adam every other step, lr stages): the loss
+// falls, and a run resumed from step 5 -- after an even step, with Adam's
+// gradient half summed -- repeats steps 6..10 exactly.
+TEST(Record50Train, LossFallsAndResumesBitForBitBetweenAdamSteps) {
+  const auto dir = document_dir("record50");
+  std::vector<std::string> overrides = {
+      "model.recipe=record50", "model.vocab_size=50257", "model.layers=4", "model.heads=2", "model.head_dim=16",
+      "model.dim=32", "model.seq_len=256", "model.windows=S L - L", "model.value_embeds=1 - - 0",
+      "model.window_schedule=1 2", "model.extension_window=3", "model.final_window=4", "model.window_block=16",
+      "model.attn_scale=0.1", "model.smear=true", "model.key_offset=true", "model.yarn=true", "model.skip_in=0",
+      "model.skip_out=2", "model.backout_layer=1", "model.fp8_head=true", "data.max_doc_tokens=64",
+      "train.micro_batch=1", "train.batch_tokens=512", "train.steps=10", "train.val_every=5",
+      "train.val_tokens=1024", "train.val_seq_len=512", "train.timing_warmup_steps=0", "train.val_loss_target=0",
+      "schedule.extension_steps=2", "schedule.stage_lr=1 1.5", "schedule.cooldown_frac=0.5",
+      "schedule.cooldown_floor=0.1", "optim.adam.embed_lr=0.05", "optim.adam.head_lr=0.01",
+      "optim.adam.scalar_lr=0.02", "optim.adam.beta1=0.65", "optim.adam.weight_decay=0.005",
+      "optim.adam.scalar_wd_mul=0", "optim.adam.cautious_weight_decay=true", "optim.adam.step_every=2",
+      "optim.adam.eps_before_bias_correction=true", "optim.muon.lr=0.02", "optim.muon.polar=polar_express",
+      "optim.muon.normuon=true", "optim.muon.cautious_weight_decay=true", "optim.muon.weight_decay=1.2",
+      "optim.muon.lr_mul=attn.qkvo_w=2 mlp.c_proj=2", "optim.muon.momentum_cooldown_steps=3",
+      "checkpoint.every=5", "checkpoint.keep_last=5", "data.train=" + (dir / "train_*.bin").string(),
+      "data.val=" + (dir / "val_*.bin").string(), "run.dir=" + (dir / "run").string(), "run.log_level=warn",
+      "run.device=cpu"};
+  const Config config = load_config({}, overrides);
+  run_training(config, {});
+  const auto straight = read_metrics(dir / "run" / "metrics.jsonl");
+  ASSERT_TRUE(straight.front().val_loss && straight.back().val_loss);
+  EXPECT_NEAR(*straight.front().val_loss, std::log(50304.0), 1e-3);
+  EXPECT_LT(*straight.back().val_loss, *straight.front().val_loss - 1.0);
+  const auto state = load_safetensors((dir / "run/checkpoints/step_000005/rank0.safetensors").string());
+  EXPECT_EQ(state.tensors.count("adam.pending_grad.lm_head.weight"), 1u) << "Adam's half sum is saved";
+  expect_resume_repeats_the_run(dir, config, 10);
+}
+
+TEST(Record50Train, Record50KeysAreRefusedByTheOtherRecipes) {
+  const auto dir = document_dir("record50_keys");
+  auto overrides = tiny_record29(dir);
+  overrides.push_back("model.smear=true");
+  const auto e = config_error(overrides);
+  EXPECT_NE(e.find("model.smear is a feature of model.recipe record50, not record29"), std::string::npos) << e;
 }
