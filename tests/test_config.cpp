@@ -417,6 +417,8 @@ TEST(Config, Record50ConfigsHoldTheRecordsHyperparameters) {
   EXPECT_EQ(c.model.skip_out, 6);
   EXPECT_EQ(c.model.backout_layer, 7);
   EXPECT_EQ(c.train.steps, 2090);
+  EXPECT_EQ(c.train.batch_schedule, "131072 262144 393216");  // 8, 16, 24 x 2048 x 8
+  EXPECT_EQ(c.train.batch_tokens, 393216);
   EXPECT_EQ(c.schedule.extension_steps, 40);
   EXPECT_EQ(c.schedule.stage_lr, "1 1.51 1.93");
   EXPECT_EQ(c.schedule.cooldown_frac, 0.55);

@@ -1,13 +1,16 @@
 // Data-parallel training on the CPU: N ranks launched by mpirun, by the real
 // torchrun or with the variables srun sets, train exactly what one rank trains with
-// the same global batch, for AdamW only, replicated Muon and owner Muon, and
-// for steepest-descent variants with Momo in owner mode.
+// the same global batch, for AdamW only, replicated Muon and owner Muon, for
+// steepest-descent variants with Momo in owner mode, and for record 50's
+// recipe with its batch-size schedule and Adam every other step.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "tests/pattern_shards.h"
 #include "tests/run_results.h"
@@ -65,15 +68,19 @@ const Mode kModes[] = {
 constexpr double kLossTolerance = 6e-4;
 constexpr double kWeightTolerance = 1e-2;
 
-double worst_weight_difference(const fs::path& a, const fs::path& b) {
+// The largest relative difference of a final weight tensor, and its name.
+std::pair<double, std::string> worst_weight_difference(const fs::path& a, const fs::path& b) {
   auto wa = tests::final_weights(a), wb = tests::final_weights(b);
-  double worst = 0;
-  for (const auto& [name, t] : wa.tensors)
-    worst = std::max(worst, ((t - wb.tensors.at(name)).norm() / (t.norm() + 1e-12)).item<double>());
+  std::pair<double, std::string> worst{0.0, ""};
+  for (const auto& [name, t] : wa.tensors) {
+    const double d = ((t - wb.tensors.at(name)).norm() / (t.norm() + 1e-12)).item<double>();
+    if (d > worst.first) worst = {d, name};
+  }
   return worst;
 }
 
-void expect_same_run(const fs::path& reference, const fs::path& run, const std::string& what) {
+void expect_same_run(const fs::path& reference, const fs::path& run, const std::string& what,
+                     double weight_tolerance = kWeightTolerance) {
   auto a = tests::read_metrics(reference / "metrics.jsonl");
   auto b = tests::read_metrics(run / "metrics.jsonl");
   ASSERT_EQ(a.size(), b.size()) << what;
@@ -87,9 +94,9 @@ void expect_same_run(const fs::path& reference, const fs::path& run, const std::
       EXPECT_NEAR(*a[i].val_loss, *b[i].val_loss, kLossTolerance) << what << " step " << a[i].step;
     }
   }
-  const double worst = worst_weight_difference(reference, run);
-  EXPECT_LT(worst, kWeightTolerance) << what;
-  std::printf("%s: worst relative weight difference %.2e\n", what.c_str(), worst);
+  const auto [worst, name] = worst_weight_difference(reference, run);
+  EXPECT_LT(worst, weight_tolerance) << what << " (" << name << ")";
+  std::printf("%s: worst relative weight difference %.2e (%s)\n", what.c_str(), worst, name.c_str());
 }
 
 // The steepest-descent variants and Momo (optim/steepest_descent.h, optim/momo.h)
@@ -135,6 +142,47 @@ TEST_P(DistributedVariants, OwnerRanksMatchOneProcess) { expect_ranks_match_one_
 INSTANTIATE_TEST_SUITE_P(Variants, DistributedVariants, ::testing::ValuesIn(kVariantModes),
                          [](const auto& info) { return std::string(info.param.name); });
 
+// Record 50's recipe on packed documents with its batch schedule (256 ->
+// 384 -> 512 tokens a step: sequences of 128, 192, 256 tokens), owner Muon
+// with NorMuon and cautious decay, and Adam every other step on gradients
+// all-reduced and summed across two steps: two ranks train what one process
+// trains with two micro-steps (the ranks' documents are the micro-steps'),
+// through every stage. With Adam every step the two are bit for bit equal
+// (measured). With its two-step sum they are one rounding apart: two ranks
+// average g_prev + g_r, one process adds g_1 / 2 and g_2 / 2 to g_prev. NorMuon
+// turns that into full-size updates of layer 0's zero-initialised gate, whose
+// weights drift apart by 2.6e-2 (relative) by step 10 while the losses agree
+// to 1e-6. So the losses are held to the usual bound and the weights to 5e-2;
+// Adam every step instead moves the losses by 1.8.
+constexpr double kRecord50WeightTolerance = 5e-2;
+TEST(Distributed, Record50WithABatchScheduleMatchesOneProcess) {
+  const fs::path dir = tests::scratch_dir("distributed_record50");
+  tests::write_document_shards(dir);
+  std::string args;
+  for (const std::string& s : std::vector<std::string>{
+           "model.recipe=record50", "model.vocab_size=50257", "model.layers=4", "model.heads=2", "model.head_dim=16",
+           "model.dim=32", "model.seq_len=256", "model.windows=S L - L", "model.value_embeds=1 - - 0",
+           "model.window_schedule=1 2", "model.extension_window=3", "model.final_window=4", "model.window_block=16",
+           "model.smear=true", "model.key_offset=true", "model.yarn=true", "model.skip_in=0", "model.skip_out=2",
+           "model.backout_layer=1", "model.fp8_head=false", "data.max_doc_tokens=64", "train.micro_batch=1",
+           "train.batch_tokens=512", "train.batch_schedule=256 384 512", "train.steps=10", "train.val_every=5",
+           "train.val_tokens=1024", "train.val_seq_len=512", "train.timing_warmup_steps=0",
+           "train.val_loss_target=0", "schedule.extension_steps=2", "schedule.stage_lr=1 1.5",
+           "optim.adam.embed_lr=0.05", "optim.adam.head_lr=0.01", "optim.adam.scalar_lr=0.02",
+           "optim.adam.weight_decay=0.005", "optim.adam.cautious_weight_decay=true", "optim.adam.step_every=2",
+           "optim.muon.lr=0.02", "optim.muon.polar=polar_express", "optim.muon.normuon=true",
+           "optim.muon.cautious_weight_decay=true", "optim.muon.weight_decay=1.2",
+           "optim.muon.lr_mul=attn.qkvo_w=2 mlp.c_proj=2", "optim.muon.distribute=owner", "comm.bucket_mb=0.05",
+           "comm.timeout_s=120", "run.log_level=warn", "data.train=" + (dir / "train_*.bin").string(),
+           "data.val=" + (dir / "val_*.bin").string()})
+    args += " --set '" + s + "'";
+  const std::string binary = MUONRUN_BINARY;
+  run_command(std::string(kEnv) + binary + " train" + args + " --set run.dir=" + (dir / "single").string());
+  run_command(std::string(kEnv) + "mpirun --oversubscribe --bind-to none -np 2 " + binary + " train" + args +
+              " --set run.dir=" + (dir / "mpi2").string());
+  expect_same_run(dir / "single", dir / "mpi2", "record50 with a batch schedule on 2 ranks", kRecord50WeightTolerance);
+}
+
 TEST(Distributed, NegativeControlAnotherLearningRateIsNoticed) {
   const fs::path dir = tests::scratch_dir("distributed_control");
   tests::write_pattern_shards(dir);
@@ -142,7 +190,7 @@ TEST(Distributed, NegativeControlAnotherLearningRateIsNoticed) {
   run_command(std::string(kEnv) + binary + " train" + tiny_run_args(dir, dir / "a", ""));
   run_command(std::string(kEnv) + "mpirun --oversubscribe --bind-to none -np 2 " + binary + " train" +
               tiny_run_args(dir, dir / "b", "--set optim.muon.lr=0.022"));
-  const double worst = worst_weight_difference(dir / "a", dir / "b");
+  const double worst = worst_weight_difference(dir / "a", dir / "b").first;
   std::printf("muon lr 0.02 vs 0.022: worst relative weight difference %.2e\n", worst);
   EXPECT_GT(worst, 3 * kWeightTolerance);
 }

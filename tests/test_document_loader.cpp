@@ -1,7 +1,8 @@
 // The document loader against tests/reference/bos_finder.py, record 29's
 // BOSFinder and distributed_data_generator transcribed in Python (run by
 // MUONRUN_PYTHON), on shards of known documents: every batch of every rank,
-// packed and contiguous, for a world of 1 and of 3. Also what the reference
+// packed and contiguous, for a world of 1 and of 3, also with the batch size
+// changed between batches (record 50's .send()). Also what the reference
 // cannot say: the offsets' form, exact resume at every step (mid-shard, at
 // shard boundaries, across epochs), and the errors.
 #include <gtest/gtest.h>
@@ -10,6 +11,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <map>
 #include <random>
 #include <sstream>
 
@@ -92,12 +95,13 @@ struct Reference {
 // bos_finder.py's batches; its offsets with the zero-length segments left out
 // (consecutive repeats: its padding with T, a repeated 0 or T).
 Reference reference(const std::string& pattern, int64_t T, int world, int64_t max_doc, int steps,
-                    bool contiguous, const fs::path& dir) {
+                    bool contiguous, const fs::path& dir, const std::map<int, int64_t>& resize = {}) {
   const fs::path out = dir / "reference.txt";
   std::vector<std::string> args{"--pattern", pattern, "--tokens", std::to_string(T), "--world", std::to_string(world),
                                 "--max-seq-len", std::to_string(max_doc), "--steps", std::to_string(steps),
                                 "--out", out.string()};
   if (contiguous) args.push_back("--contiguous");
+  for (const auto& [step, tokens] : resize) args.insert(args.end(), {"--resize", std::to_string(step) + ":" + std::to_string(tokens)});
   const auto run = tests::run_script("bos_finder.py", args, dir);
   EXPECT_EQ(run.rc, 0) << run.output;
   Reference ref;
@@ -185,6 +189,37 @@ TEST(DocumentLoader, PackedMatchesTheRecordsBosFinder) {
   const std::string pattern = write_train_shards(dir);
   compare_with_reference(DocumentMode::Packed, pattern, 48, 1, 150, dir);
   compare_with_reference(DocumentMode::Packed, pattern, 48, 3, 60, dir);
+}
+
+// A batch-size schedule (train.batch_schedule): the loader's sequence length
+// changes between batches as record 50's generator's does after .send(),
+// smaller and larger, where a larger batch no longer fits in the shard's
+// rest (the record's StopIteration: on to the next shard), on 1 and 3 ranks.
+TEST(DocumentLoader, BatchSizeChangesMatchTheRecordsSend) {
+  REQUIRE_PYTHON();
+  const fs::path dir = tests::scratch_dir("resize_reference");
+  const std::string pattern = write_train_shards(dir);
+  const std::map<int, int64_t> resize{{7, 24}, {19, 96}, {33, 48}, {41, 120}};
+  for (int world : {1, 3}) {
+    const int steps = 60;
+    const Reference ref = reference(pattern, 48, world, 24, steps, false, dir, resize);
+    ASSERT_EQ(ref.tokens.size(), static_cast<size_t>(steps * world));
+    for (int rank = 0; rank < world; ++rank) {
+      DocumentLoader loader(pattern, options(DocumentMode::Packed, 48, rank, world));
+      DocumentBatch b;
+      int64_t T = 48;
+      for (int s = 0; s < steps; ++s) {
+        if (auto it = resize.find(s); it != resize.end()) loader.set_seq_tokens(T = it->second);
+        loader.next_batch(b);
+        const std::string where = "world " + std::to_string(world) + " rank " + std::to_string(rank) + " step " +
+                                  std::to_string(s);
+        ASSERT_EQ(b.tokens, ref.tokens[s * world + rank]) << where;
+        ASSERT_EQ(std::vector<int64_t>(b.cu_seqlens.begin(), b.cu_seqlens.end()), ref.offsets[s * world + rank])
+            << where;
+        expect_well_formed(b, T, DocumentMode::Packed);
+      }
+    }
+  }
 }
 
 TEST(DocumentLoader, ContiguousMatchesTheRecordsValidationBatches) {

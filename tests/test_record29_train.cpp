@@ -24,6 +24,7 @@
 #include "trainer/io/safetensors.h"
 #include "trainer/run/train.h"
 #include "trainer/run/train_step.h"
+#include "tests/pattern_shards.h"
 #include "tests/run_results.h"
 #include "tests/test_helpers.h"
 
@@ -32,27 +33,6 @@ using muonrun::tests::read_metrics;
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr uint16_t kBos = 50256;
-
-// Documents of 8 to 150 tokens, each its <|endoftext|> and then the pattern
-// t -> (5t + 3) % 64 from a random start (learnable inside a document, not
-// across one): train_000000.bin, train_000001.bin (15,000 tokens each),
-// val_000000.bin (5,000).
-void write_document_shards(const fs::path& dir) {
-  std::vector<uint16_t> tokens;
-  uint32_t lcg = 2029;
-  auto next = [&] { return (lcg = lcg * 1664525u + 1013904223u) >> 8; };
-  while (tokens.size() < 35000) {
-    const uint32_t length = 8 + next() % 143;
-    tokens.push_back(kBos);
-    uint16_t t = static_cast<uint16_t>(next() % 64);
-    for (uint32_t i = 1; i < length; ++i, t = static_cast<uint16_t>((5 * t + 3) % 64)) tokens.push_back(t);
-  }
-  write_shard((dir / "train_000000.bin").string(), {tokens.begin(), tokens.begin() + 15000});
-  write_shard((dir / "train_000001.bin").string(), {tokens.begin() + 15000, tokens.begin() + 30000});
-  write_shard((dir / "val_000000.bin").string(), {tokens.begin() + 30000, tokens.begin() + 35000});
-}
 
 // Every record-29 feature at a small size: value embeddings (a table used
 // twice, a layer without), long and short windows and a layer without
@@ -73,17 +53,19 @@ std::vector<std::string> tiny_record29(const fs::path& dir) {
 
 fs::path document_dir(const std::string& name) {
   auto dir = tests::scratch_dir("record29_train_" + name);
-  write_document_shards(dir);
+  tests::write_document_shards(dir);
   return dir;
 }
 
-// Drops the run's last checkpoint (of step `last`), resumes from the one
-// before, and expects the metrics and final weights of the uninterrupted run.
-void expect_resume_repeats_the_run(const fs::path& dir, const Config& config, int64_t last) {
+// Drops the run's checkpoints after step `from` (all of them but the ones
+// up to `from`; by default the last, of step `last`), resumes, and expects
+// the metrics and final weights of the uninterrupted run.
+void expect_resume_repeats_the_run(const fs::path& dir, const Config& config, int64_t last, int64_t from = -1) {
   const auto straight = read_metrics(dir / "run" / "metrics.jsonl");
   const auto final_path = dir / "run" / "checkpoints" / fmt::format("step_{:06d}", last) / "model.safetensors";
   const auto final_weights = load_safetensors(final_path.string());
-  fs::remove_all(final_path.parent_path());
+  for (int64_t step = from < 0 ? last : from + 1; step <= last; ++step)
+    fs::remove_all(dir / "run" / "checkpoints" / fmt::format("step_{:06d}", step));
   TrainOptions resume;
   resume.resume = true;
   run_training(config, resume);
@@ -93,6 +75,7 @@ void expect_resume_repeats_the_run(const fs::path& dir, const Config& config, in
     EXPECT_EQ(resumed[i].train_loss, straight[i].train_loss) << "step " << resumed[i].step;
     EXPECT_EQ(resumed[i].val_loss, straight[i].val_loss) << "step " << resumed[i].step;
   }
+  ASSERT_TRUE(fs::exists(final_path)) << "the resumed run did not finish";
   const auto weights = load_safetensors(final_path.string());
   for (const auto& [name, t] : final_weights.tensors) EXPECT_TRUE(torch::equal(t, weights.tensors.at(name))) << name;
 }
@@ -238,10 +221,12 @@ TEST(Record29Train, ConfigMistakesNameTheirKey) {
 
 // Every record-50 feature at a small size (smear, key offset, YaRN over the
 // window schedule, the gated skip, the backout, extension and final windows,
-// NorMuon and cautious decays, Adam every other step, lr stages): the loss
-// falls, and a run resumed from step 5 -- after an even step, with Adam's
-// gradient half summed -- repeats steps 6..10 exactly.
-TEST(Record50Train, LossFallsAndResumesBitForBitBetweenAdamSteps) {
+// NorMuon and cautious decays, Adam every other step, lr stages, the batch
+// schedule 256 -> 384 -> 512 tokens): the loss falls, and a run resumed in
+// each stage repeats the rest exactly: from step 3 (the first of stage 1,
+// whose batch is not the checkpoint's), 5 (after an even step, with Adam's
+// gradient half summed), 7 (stage 2) and 9 (the extension).
+TEST(Record50Train, LossFallsAndResumesBitForBitInEveryStage) {
   const auto dir = document_dir("record50");
   std::vector<std::string> overrides = {
       "model.recipe=record50", "model.vocab_size=50257", "model.layers=4", "model.heads=2", "model.head_dim=16",
@@ -249,7 +234,8 @@ TEST(Record50Train, LossFallsAndResumesBitForBitBetweenAdamSteps) {
       "model.window_schedule=1 2", "model.extension_window=3", "model.final_window=4", "model.window_block=16",
       "model.attn_scale=0.1", "model.smear=true", "model.key_offset=true", "model.yarn=true", "model.skip_in=0",
       "model.skip_out=2", "model.backout_layer=1", "model.fp8_head=true", "data.max_doc_tokens=64",
-      "train.micro_batch=1", "train.batch_tokens=512", "train.steps=10", "train.val_every=5",
+      "train.micro_batch=1", "train.batch_tokens=512", "train.batch_schedule=256 384 512", "train.steps=10",
+      "train.val_every=5",
       "train.val_tokens=1024", "train.val_seq_len=512", "train.timing_warmup_steps=0", "train.val_loss_target=0",
       "schedule.extension_steps=2", "schedule.stage_lr=1 1.5", "schedule.cooldown_frac=0.5",
       "schedule.cooldown_floor=0.1", "optim.adam.embed_lr=0.05", "optim.adam.head_lr=0.01",
@@ -258,7 +244,7 @@ TEST(Record50Train, LossFallsAndResumesBitForBitBetweenAdamSteps) {
       "optim.adam.eps_before_bias_correction=true", "optim.muon.lr=0.02", "optim.muon.polar=polar_express",
       "optim.muon.normuon=true", "optim.muon.cautious_weight_decay=true", "optim.muon.weight_decay=1.2",
       "optim.muon.lr_mul=attn.qkvo_w=2 mlp.c_proj=2", "optim.muon.momentum_cooldown_steps=3",
-      "checkpoint.every=5", "checkpoint.keep_last=5", "data.train=" + (dir / "train_*.bin").string(),
+      "checkpoint.every=1", "checkpoint.keep_last=10", "data.train=" + (dir / "train_*.bin").string(),
       "data.val=" + (dir / "val_*.bin").string(), "run.dir=" + (dir / "run").string(), "run.log_level=warn",
       "run.device=cpu"};
   const Config config = load_config({}, overrides);
@@ -269,7 +255,42 @@ TEST(Record50Train, LossFallsAndResumesBitForBitBetweenAdamSteps) {
   EXPECT_LT(*straight.back().val_loss, *straight.front().val_loss - 1.0);
   const auto state = load_safetensors((dir / "run/checkpoints/step_000005/rank0.safetensors").string());
   EXPECT_EQ(state.tensors.count("adam.pending_grad.lm_head.weight"), 1u) << "Adam's half sum is saved";
-  expect_resume_repeats_the_run(dir, config, 10);
+  for (int64_t from : {9, 7, 5, 3}) expect_resume_repeats_the_run(dir, config, 10, from);
+}
+
+// The batch schedule's stages in a run's plan: record 50's 131,072 ->
+// 262,144 -> 393,216 tokens switch at steps 684 and 1367 of 2050 scheduled
+// (the record's get_bs), the 40 extension steps keep the last; the packed
+// sequence per rank is the stage's share, on 8 ranks and on one (8 micro-steps).
+TEST(Record50Train, BatchScheduleFollowsTheRecordsStages) {
+  const std::string configs = std::string(MUONRUN_SOURCE_DIR) + "/configs/";
+  const Config config = load_config({configs + "record50.yaml"}, {"train.batch_schedule=131072 262144 393216"});
+  for (int world : {8, 1}) {
+    const BatchPlan plan = plan_batches(config, world, BatchLayout::packed_documents);
+    EXPECT_EQ(plan.accumulation, 8 / world);
+    for (const auto& [step, tokens] : std::vector<std::pair<int64_t, int64_t>>{
+             {0, 131072}, {683, 131072}, {684, 262144}, {1366, 262144}, {1367, 393216}, {2049, 393216},
+             {2050, 393216}, {2089, 393216}}) {
+      EXPECT_EQ(plan.step_tokens(step), tokens) << "step " << step;
+      EXPECT_EQ(plan.step_seq_len(step), tokens / 8) << "step " << step << ", world " << world;
+    }
+    EXPECT_EQ(plan.tokens_of_steps(0, 2090), 684 * 131072 + 683 * 262144 + 723 * 393216);
+  }
+  auto error = [](const Config& c, BatchLayout layout) {
+    try {
+      plan_batches(c, 8, layout);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no ConfigError)");
+  };
+  auto bad = config;
+  bad.train.batch_schedule = "131072 500000";
+  EXPECT_NE(error(bad, BatchLayout::packed_documents).find("train.batch_schedule: '500000'"), std::string::npos);
+  bad.train.batch_schedule = "131071";
+  EXPECT_NE(error(bad, BatchLayout::packed_documents).find("train.batch_schedule: '131071'"), std::string::npos);
+  bad.train.batch_schedule = "131072";
+  EXPECT_NE(error(bad, BatchLayout::rows).find("needs a packed-document recipe"), std::string::npos);
 }
 
 TEST(Record50Train, Record50KeysAreRefusedByTheOtherRecipes) {

@@ -14,10 +14,15 @@ line apart from these changes:
     its message: `cur` is unbound when the shard has run out exactly at a
     batch's first document, where the record raises UnboundLocalError instead
     (its shards of 100M tokens almost never end there);
-  - no `.send()` of new batch sizes (the test does not change them).
+  - new batch sizes arrive by `.send()` as in record 50
+    (records/track_1_short/2025-12-18_CautiousWDAdam, the end of
+    distributed_data_generator: `new_params = yield ...`), here only the
+    tokens per rank (grad_accum_steps 1, max_seq_len unchanged).
 
 Usage: bos_finder.py --pattern GLOB --tokens T --world W --max-seq-len M
-                     --steps S [--contiguous] --out FILE
+                     --steps S [--contiguous] [--resize STEP:T ...] --out FILE
+--resize STEP:T sends T tokens per rank before step STEP (as record 50's
+training loop sends each stage's batch size to its loader).
 Writes, for every step and then every rank, two lines: the rank's T + 1
 tokens (inputs then the last target), and the record's cumulative sequence
 lengths (padded, as the record pads them, to max_num_docs with T).
@@ -132,7 +137,12 @@ def distributed_data_generator(filename_pattern: str, num_tokens: int, max_seq_l
         _cum_lengths[0] = 0
         _cum_lengths[1:len(cum_lengths) + 1] = cum_lengths
 
-        yield (_inputs.astype(np.int32), _targets.astype(np.int64), _cum_lengths.astype(np.int32))
+        new_params = yield (_inputs.astype(np.int32), _targets.astype(np.int64), _cum_lengths.astype(np.int32))
+        if new_params is not None:
+            new_num_tokens, new_max_seq_len, new_grad_accum_steps = new_params
+            assert new_num_tokens % (world_size * new_grad_accum_steps) == 0, "Num tokens must be divisible by world size"
+            num_tokens = new_num_tokens // new_grad_accum_steps
+            max_seq_len = new_max_seq_len
 
 
 def main():
@@ -143,16 +153,22 @@ def main():
     ap.add_argument("--max-seq-len", type=int, default=2048)
     ap.add_argument("--steps", type=int, required=True)
     ap.add_argument("--contiguous", action="store_true", help="validation batches (align_to_bos=False)")
+    ap.add_argument("--resize", action="append", default=[], metavar="STEP:T",
+                    help="send T tokens per rank before step STEP")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    resize = {int(s): int(t) for s, t in (r.split(":") for r in a.resize)}
     loaders = [distributed_data_generator(a.pattern, a.tokens * a.world,
                                           -1 if a.contiguous else a.max_seq_len, rank, a.world,
                                           align_to_bos=not a.contiguous)
                for rank in range(a.world)]
     with open(a.out, "w") as out:
-        for _ in range(a.steps):
+        for step in range(a.steps):
             for loader in loaders:
-                inputs, targets, cum = next(loader)
+                if step in resize:
+                    inputs, targets, cum = loader.send((resize[step] * a.world, a.max_seq_len, 1))
+                else:
+                    inputs, targets, cum = next(loader)
                 assert (inputs[1:] == targets[:-1]).all()
                 tokens = np.concatenate([inputs.astype(np.int64), targets[-1:]])
                 out.write(" ".join(map(str, tokens.tolist())) + "\n")

@@ -110,6 +110,10 @@ void visit_config(V& v, Config& c) {
     v.number("steps", c.train.steps, int64_t{1}, kMaxInt, "optimizer steps");
     v.number("batch_tokens", c.train.batch_tokens, int64_t{1}, kMaxInt,
              "global batch in tokens = world x micro_batch x seq_len x accumulation");
+    v.text("batch_schedule", c.train.batch_schedule,
+           "global batch in tokens of each equal part of the scheduled steps, e.g. \"131072 262144 393216\" "
+           "(record 50; packed documents: the sequence per rank changes, the accumulation stays); "
+           "empty: batch_tokens throughout");
     v.number("micro_batch", c.train.micro_batch, int64_t{1}, int64_t{1} << 20,
              "sequences per rank per forward/backward");
     v.number("val_every", c.train.val_every, int64_t{0}, kMaxInt,

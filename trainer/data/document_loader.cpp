@@ -241,6 +241,19 @@ void DocumentLoader::next_batch(DocumentBatch& batch) {
   move_to_shard(position_.shard + 1, position_.epoch);
 }
 
+void DocumentLoader::set_seq_tokens(int64_t T) {
+  if (T == options_.seq_tokens) return;
+  if (T < 1 || T + 1 > kMaxShardTokens / options_.world)
+    throw std::invalid_argument("data: " + std::to_string(T) + " tokens per sequence is not in 1.." +
+                                std::to_string(kMaxShardTokens / options_.world - 1));
+  options_.seq_tokens = T;
+  global_tokens_ = options_.world * T;
+  usable_.assign(shards_.size(), -1);  // whether a shard holds one batch depends on T
+  const bool packed = options_.mode == DocumentMode::Packed;
+  if (fits(position_.shard, packed ? position_.document : position_.offset)) return;
+  move_to_shard(position_.shard + 1, position_.epoch);
+}
+
 void DocumentLoader::restore(const LoaderPosition& p) {
   const std::string where = "data: cannot restore position (shard " + std::to_string(p.shard) +
                             ", document " + std::to_string(p.document) + ", offset " +

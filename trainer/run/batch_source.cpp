@@ -1,5 +1,7 @@
 #include "trainer/run/batch_source.h"
 
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 #include "trainer/data/data_loader.h"
@@ -41,6 +43,11 @@ class RowBatches : public LoaderSource<DataLoader> {
     tokens = to_device(tokens, device);
     return {tokens.narrow(0, 0, B * T).view({B, T}), tokens.narrow(0, 1, B * T).view({B, T}), {}};
   }
+  void set_seq_len(int64_t T) override {
+    if (T != shape_.seq_len)
+      throw std::logic_error("rows of " + std::to_string(shape_.seq_len) + " tokens cannot become " +
+                             std::to_string(T));
+  }
 
  private:
   BatchShape shape_;
@@ -60,6 +67,7 @@ class DocumentBatches : public LoaderSource<DocumentLoader> {
                        .clone();
     return {tokens.narrow(0, 0, T), tokens.narrow(0, 1, T), offsets};
   }
+  void set_seq_len(int64_t T) override { loader_.set_seq_tokens(T); }
 
  private:
   DocumentBatch batch_;

@@ -22,6 +22,9 @@ class BatchSource {
   virtual ~BatchSource() = default;
   // This rank's next micro-batch, on `device`.
   virtual TokenBatch next(const torch::Device& device) = 0;
+  // The packed sequence's length from now on (train.batch_schedule); a
+  // layout of rows keeps its shape and refuses another.
+  virtual void set_seq_len(int64_t T) = 0;
   // Saved in checkpoints and restored exactly.
   virtual LoaderPosition position() const = 0;
   virtual void restore(const LoaderPosition& position) = 0;

@@ -44,6 +44,9 @@ struct RunConfig {
 struct TrainConfig {
   int64_t steps = 3000;
   int64_t batch_tokens = 524288;  // global batch; accumulation is derived from it
+  // The global batch of each equal part of the scheduled steps, e.g.
+  // "131072 262144 393216" (record 50); "": batch_tokens throughout.
+  std::string batch_schedule;
   int64_t micro_batch = 64;       // sequences per rank per forward/backward
   int64_t val_every = 125;        // 0: only at the end
   int64_t val_tokens = 10485760;

@@ -175,6 +175,9 @@ class Run {
 
   void restore(const std::string& checkpoint_dir) {
     state_ = load_checkpoint(checkpoint_dir, *model_, optimizer_, world_.rank());
+    // The position was found for the batch size of the step before: the
+    // loader gets that size first, and the next step's as the run did.
+    train_data_->set_seq_len(plan_.step_seq_len(std::max<int64_t>(0, state_.step - 1)));
     train_data_->restore(state_.loader);
     optimizer_.set_lr_scale(state_.lr_scale);
     if (world_.rank() == 0) truncate_metrics(dir_ + "/metrics.jsonl", state_.step);
@@ -196,6 +199,7 @@ class Run {
   StepOutcome train_step(int64_t step) {
     synchronize(device_);
     const auto start = std::chrono::steady_clock::now();
+    train_data_->set_seq_len(plan_.step_seq_len(step));  // train.batch_schedule's stage
     StepParts parts{*model_, optimizer_, *train_data_, comm_, device_, plan_, nullptr, graph_.get()};
     StepHooks hooks;
     hooks.change_loss = [&](int64_t, torch::Tensor loss) {
@@ -263,7 +267,8 @@ class Run {
     m.train_time_ms = state_.train_time_ms;
     m.step_avg_ms = state_.timed_steps > 0 ? state_.train_time_ms / state_.timed_steps : 0;
     m.tokens_per_s = state_.train_time_ms > 0
-                         ? config_.train.batch_tokens * state_.timed_steps / (state_.train_time_ms / 1000)
+                         ? static_cast<double>(plan_.tokens_of_steps(state_.step - state_.timed_steps, state_.step)) /
+                               (state_.train_time_ms / 1000)
                          : 0;
     return m;
   }
@@ -275,6 +280,10 @@ class Run {
                  dir_, name_of(config_.model.recipe), params, world_.size(), launcher_name(world_.launch().launcher),
                  comm_ ? ", " + comm_->name() : std::string(), device_.str(), config_.train.steps,
                  config_.train.batch_tokens, world_.size(), plan_.micro_batch, plan_.seq_len, plan_.accumulation);
+    if (!plan_.stage_tokens.empty())
+      spdlog::info("batch schedule: {} tokens per step by equal parts of {} scheduled steps (sequences of {} tokens "
+                   "per rank at first)",
+                   config_.train.batch_schedule, plan_.scheduled_steps, plan_.step_seq_len(0));
     spdlog::info("optimizer: {}", optimizer_.describe());
     if (const auto* plan = optimizer_.ownership()) {
       const auto [lo, hi] = std::minmax_element(plan->flops_per_rank.begin(), plan->flops_per_rank.end());

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <sstream>
 #include <limits>
 #include <stdexcept>
 
@@ -32,7 +34,51 @@ BatchPlan plan_batches(const Config& config, int world, BatchLayout layout) {
         "{} = {}; nearest: {}",
         config.train.val_tokens, config.train.val_seq_len > 0 ? "train.val_seq_len" : "model.seq_len", per_val_batch,
         std::max<int64_t>(1, config.train.val_tokens / per_val_batch) * per_val_batch));
-  return {B, T, config.train.batch_tokens / per_micro_step, val_T, config.train.val_tokens / per_val_batch};
+  BatchPlan plan{B, T, config.train.batch_tokens / per_micro_step, val_T, config.train.val_tokens / per_val_batch,
+                 config.train.batch_tokens, {}, config.train.steps - config.schedule.extension_steps};
+  std::istringstream in(config.train.batch_schedule);
+  for (std::string word; in >> word;) {
+    int64_t tokens = 0;
+    size_t used = 0;
+    try {
+      tokens = std::stoll(word, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    const int64_t unit = world * plan.accumulation;
+    if (used != word.size() || tokens < 1 || tokens > config.train.batch_tokens || tokens % unit != 0)
+      throw ConfigError(fmt::format("train.batch_schedule: '{}' is not a batch in tokens from 1 to train.batch_tokens "
+                                    "({}) that divides into world size x accumulation = {} x {} sequences",
+                                    word, config.train.batch_tokens, world, plan.accumulation));
+    plan.stage_tokens.push_back(tokens);
+  }
+  if (!plan.stage_tokens.empty() && layout != BatchLayout::packed_documents)
+    throw ConfigError(fmt::format("train.batch_schedule needs a packed-document recipe (record29, record50), whose "
+                                  "sequence length may change; model.recipe is {}",
+                                  name_of(config.model.recipe)));
+  if (plan.scheduled_steps < 1)
+    throw ConfigError(fmt::format("schedule.extension_steps ({}) must be below train.steps ({})",
+                                  config.schedule.extension_steps, config.train.steps));
+  return plan;
+}
+
+int64_t BatchPlan::step_tokens(int64_t step) const {
+  if (stage_tokens.empty()) return batch_tokens;
+  if (step >= scheduled_steps) return stage_tokens.back();
+  const double x = static_cast<double>(step) / static_cast<double>(scheduled_steps);
+  const auto n = static_cast<double>(stage_tokens.size());
+  return stage_tokens[static_cast<size_t>(std::min(n - 1, std::floor(n * x)))];
+}
+
+int64_t BatchPlan::step_seq_len(int64_t step) const {
+  return step_tokens(step) / (batch_tokens / seq_len);  // batch_tokens / seq_len: the sequences of a step
+}
+
+int64_t BatchPlan::tokens_of_steps(int64_t first, int64_t end) const {
+  if (stage_tokens.empty()) return batch_tokens * std::max<int64_t>(0, end - first);
+  int64_t sum = 0;
+  for (int64_t s = first; s < end; ++s) sum += step_tokens(s);
+  return sum;
 }
 
 LanguageModel make_model(const Config& config, const torch::Device& device) {

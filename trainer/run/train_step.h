@@ -21,16 +21,31 @@ namespace muonrun {
 
 // The batch arithmetic of a run: global batch = world x micro x seq x
 // accumulation; validation = world x micro x val_seq x val_batches.
+// With train.batch_schedule (record 46 on: 131,072 -> 262,144 -> 393,216
+// tokens by thirds) the accumulation stays and each stage's packed sequence
+// is its share: stage tokens / (world x accumulation); the extension steps
+// keep the last stage's.
 struct BatchPlan {
   int64_t micro_batch, seq_len, accumulation, val_seq_len, val_batches;
+  int64_t batch_tokens = 0;             // train.batch_tokens
+  std::vector<int64_t> stage_tokens;    // train.batch_schedule, parsed; empty: batch_tokens throughout
+  int64_t scheduled_steps = 0;          // train.steps - schedule.extension_steps
 
   BatchShape train_shape() const { return {micro_batch, seq_len}; }
   BatchShape val_shape() const { return {micro_batch, val_seq_len}; }
+  // The global batch of step `step` (the record's get_bs: entry int(n x),
+  // x = step / scheduled_steps, the last from there on), and its sequence per rank.
+  int64_t step_tokens(int64_t step) const;
+  int64_t step_seq_len(int64_t step) const;
+  // Tokens of steps [first, end).
+  int64_t tokens_of_steps(int64_t first, int64_t end) const;
 };
 
 // Throws ConfigError when train.batch_tokens or train.val_tokens do not
-// divide into world x micro_batch x seq_len (x val_seq_len), or when a
-// packed layout is given more than one sequence per micro-batch.
+// divide into world x micro_batch x seq_len (x val_seq_len), when a
+// packed layout is given more than one sequence per micro-batch, or when
+// train.batch_schedule is not a list of batches, each at most batch_tokens
+// and a multiple of world x accumulation, for a packed-document recipe.
 BatchPlan plan_batches(const Config& config, int world, BatchLayout layout);
 
 // The run's network, model.recipe's: seeded with run.seed, on `device`, bf16
