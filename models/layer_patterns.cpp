@@ -51,6 +51,18 @@ std::vector<int> parse_value_embed_pattern(const std::string& text, int64_t laye
   return out;
 }
 
+std::vector<bool> parse_mlp_pattern(const std::string& text, int64_t layers, const std::string& key) {
+  const auto tokens = words(text);
+  if (tokens.empty()) return std::vector<bool>(static_cast<size_t>(layers), true);
+  check_count(tokens, layers, key, text);
+  std::vector<bool> out;
+  for (const auto& t : tokens) {
+    if (t != "M" && t != "-") throw ConfigError(fmt::format("{}: '{}' is not M (an MLP) or - (none)", key, t));
+    out.push_back(t == "M");
+  }
+  return out;
+}
+
 std::vector<int64_t> parse_window_schedule(const std::string& text, const std::string& key) {
   std::vector<int64_t> out;
   for (const auto& t : words(text)) {

@@ -25,6 +25,9 @@ enum class LayerWindow { long_window, short_window, none };
 std::vector<LayerWindow> parse_window_pattern(const std::string& text, int64_t layers, const std::string& key);
 std::vector<int> parse_value_embed_pattern(const std::string& text, int64_t layers, const std::string& key);
 std::vector<int64_t> parse_window_schedule(const std::string& text, const std::string& key);
+// "- M M ..." (M: the layer has its MLP, -: not) -> one flag per layer; ""
+// -> every layer has one.
+std::vector<bool> parse_mlp_pattern(const std::string& text, int64_t layers, const std::string& key);
 
 // FLOPs per token (models/language_model.h) of a packed-document model:
 // every parameter but the embedding tables (embed, value_embeds) in matrix

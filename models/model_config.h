@@ -68,6 +68,7 @@ struct ModelConfig {
   int64_t backout_layer = -1;    // record 40's backout of this layer's output (-1: none)
   int64_t extension_window = 0;  // long window (blocks) of schedule.extension_steps (0: the schedule's last)
   int64_t final_window = 0;      // long window (blocks) of the final validation (0: training's last)
+  std::string mlps;              // per layer M or - (record 30: "- M M ..."); "": an MLP in every layer
 };
 
 // The first record-50 key a config sets, or "" (for the recipes that do not
@@ -80,6 +81,7 @@ inline std::string record50_key_in_use(const ModelConfig& c) {
   if (c.backout_layer >= 0) return "model.backout_layer";
   if (c.extension_window > 0) return "model.extension_window";
   if (c.final_window > 0) return "model.final_window";
+  if (!c.mlps.empty()) return "model.mlps";
   return "";
 }
 

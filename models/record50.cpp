@@ -32,6 +32,7 @@ Record50Config record50_config(const ModelConfig& model) {
     throw ConfigError(fmt::format("model.attn_gate_dim ({}) exceeds model.dim ({})", model.attn_gate_dim, model.dim));
   c.windows = parse_window_pattern(model.windows, c.layers, "model.windows");
   c.value_embed = parse_value_embed_pattern(model.value_embeds, c.layers, "model.value_embeds");
+  c.mlp = parse_mlp_pattern(model.mlps, c.layers, "model.mlps");
   c.window_schedule = parse_window_schedule(model.window_schedule, "model.window_schedule");
   c.window_block = model.window_block;
   c.attn_scale = model.attn_scale;
@@ -102,17 +103,18 @@ torch::Tensor Mlp50Impl::forward(const torch::Tensor& x, const ElementwiseOps& o
   return torch::matmul(h, c_proj.to(dtype));
 }
 
-Block50Impl::Block50Impl(const Record50Config& config, bool attention) {
+Block50Impl::Block50Impl(const Record50Config& config, bool attention, bool has_mlp) {
   if (attention) attn = register_module("attn", Attention50(config));
-  mlp = register_module("mlp", Mlp50(config.dim));
+  if (has_mlp) mlp = register_module("mlp", Mlp50(config.dim));
 }
 
 // --- The model --------------------------------------------------------------------
 Record50Impl::Record50Impl(Record50Config model_config) : config(std::move(model_config)) {
   const int64_t L = config.layers, dim = config.dim, vocab = config.vocab_padded;
   TORCH_CHECK(config.heads * config.head_dim == dim, "record 50's attention needs heads x head_dim == dim");
-  TORCH_CHECK(static_cast<int64_t>(config.windows.size()) == L && static_cast<int64_t>(config.value_embed.size()) == L,
-              "record 50: one window and one value-embedding entry per layer");
+  TORCH_CHECK(static_cast<int64_t>(config.windows.size()) == L && static_cast<int64_t>(config.value_embed.size()) == L &&
+                  static_cast<int64_t>(config.mlp.size()) == L,
+              "record 50: one window, one value-embedding entry and one MLP flag per layer");
   TORCH_CHECK(config.gate_dim <= dim, "the gates read ", config.gate_dim, " of ", dim, " channels");
   TORCH_CHECK(!config.window_schedule.empty() && config.window_block >= 1, "record 50: an empty window schedule");
   embed = register_module("embed", torch::nn::Embedding(vocab, dim));  // N(0, 1)
@@ -125,7 +127,8 @@ Record50Impl::Record50Impl(Record50Config model_config) : config(std::move(model
     value_embeds->push_back(table);
   }
   blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int64_t i = 0; i < L; ++i) blocks->push_back(Block50(config, config.windows[i] != LayerWindow::none));
+  for (int64_t i = 0; i < L; ++i)
+    blocks->push_back(Block50(config, config.windows[i] != LayerWindow::none, config.mlp[static_cast<size_t>(i)]));
   lm_head = register_module("lm_head", CastedLinear(dim, vocab, /*zero_init=*/true));
   scalars = register_parameter(
       "scalars", torch::cat({torch::full({L}, 1.1f), torch::zeros({L}), torch::tensor({0.5f, 1.0f}).repeat({L}),
@@ -203,7 +206,7 @@ torch::Tensor Record50Impl::hidden_states(const torch::Tensor& inputs, const tor
                                   is_long ? long_window_ : short_window_, attn_scale_,
                                   config.key_offset && is_long, cos, sin, ops);
     }
-    x = x + block.mlp->forward(ops.norm(x), ops);
+    if (block.mlp) x = x + block.mlp->forward(ops.norm(x), ops);
     if (i == config.skip_in) skip = x;
     if (i == config.backout_layer) backout = x;
   }

@@ -9,7 +9,7 @@
 //   block i:  x = x + sigmoid(skip_l) skip          (i == skip_out; the gated skip)
 //             x = resid_l[i] x + x0_l[i] x0
 //             x = x + attn(norm(x))                (unless the layer has no attention)
-//             x = x + mlp(norm(x))                 (relu^2)
+//             x = x + mlp(norm(x))                 (relu^2; unless the layer has none)
 //             skip = x  (i == skip_in);  xb = x  (i == backout_layer)
 //   x = x - backout_l xb                           (the backout)
 //   loss = cross-entropy(30 sigmoid(lm_head(norm(x)) / 7.5)), summed over
@@ -66,6 +66,7 @@ struct Record50Config {
   int64_t head_dim = 128;
   int64_t layers = 11;
   std::vector<int> value_embed = {1, 2, -1, -1, -1, -1, -1, -1, 0, 1, 2};
+  std::vector<bool> mlp = std::vector<bool>(11, true);  // per layer: whether it has an MLP (record 30: not layer 0)
   std::vector<LayerWindow> windows = {
       LayerWindow::short_window, LayerWindow::short_window, LayerWindow::short_window, LayerWindow::long_window,
       LayerWindow::short_window, LayerWindow::short_window, LayerWindow::none,         LayerWindow::short_window,
@@ -111,9 +112,9 @@ struct Mlp50Impl : torch::nn::Module {
 TORCH_MODULE(Mlp50);
 
 struct Block50Impl : torch::nn::Module {
-  Block50Impl(const Record50Config& config, bool attention);
-  Attention50 attn{nullptr};
-  Mlp50 mlp{nullptr};
+  Block50Impl(const Record50Config& config, bool attention, bool mlp);
+  Attention50 attn{nullptr};  // null in a layer without attention
+  Mlp50 mlp{nullptr};         // null in a layer without MLP
 };
 TORCH_MODULE(Block50);
 

@@ -19,6 +19,7 @@ inline Record50Config record50_small_config() {
   c.layers = 6;
   c.windows = parse_window_pattern("S S L - S L", 6, "test");
   c.value_embed = parse_value_embed_pattern("1 2 - - 0 1", 6, "test");
+  c.mlp = parse_mlp_pattern("", 6, "test");
   c.skip_in = 2;
   c.skip_out = 3;
   c.backout_layer = 4;

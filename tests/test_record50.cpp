@@ -50,8 +50,9 @@ std::string json_list(const std::vector<std::string>& items) {
 
 std::string config_json(const Record50Impl& m) {
   const auto& c = m.config;
-  std::vector<std::string> ve, attention, offset, freqs;
+  std::vector<std::string> ve, attention, offset, freqs, mlp;
   for (int64_t i = 0; i < c.layers; ++i) {
+    mlp.push_back(c.mlp[static_cast<size_t>(i)] ? "true" : "false");
     ve.push_back(std::to_string(c.value_embed[i]));
     attention.push_back(c.windows[i] == LayerWindow::none ? "false" : "true");
     offset.push_back(c.key_offset && c.windows[i] == LayerWindow::long_window ? "true" : "false");
@@ -62,10 +63,10 @@ std::string config_json(const Record50Impl& m) {
       "{{\"vocab\": {}, \"dim\": {}, \"heads\": {}, \"head_dim\": {}, \"layers\": {}, \"gate_dim\": {}, "
       "\"smear_dim\": {}, \"value_embed_layers\": {}, \"attention_layers\": {}, \"key_offset_layers\": {}, "
       "\"smear\": {}, \"skip_in\": {}, \"skip_out\": {}, \"backout_layer\": {}, \"scalar_padding\": {}, "
-      "\"attn_scale\": {:.17g}, \"rope_freqs\": {}}}",
+      "\"attn_scale\": {:.17g}, \"rope_freqs\": {}, \"mlp_layers\": {}}}",
       c.vocab_padded, c.dim, c.heads, c.head_dim, c.layers, c.gate_dim, c.gate_dim, json_list(ve),
       json_list(attention), json_list(offset), c.smear ? "true" : "false", c.skip_in, c.skip_out, c.backout_layer,
-      c.scalar_padding, m.attn_scale(), json_list(freqs));
+      c.scalar_padding, m.attn_scale(), json_list(freqs), json_list(mlp));
 }
 
 // The record's state_dict shape of a tensor of ours: qkvo_w [4 dim, dim].
@@ -194,6 +195,12 @@ TEST(Record50, EachFeatureSwitchedOffStillMatches) {
       {"no YaRN", [](Record50Config& c) { c.yarn = false; }},
       {"no skip", [](Record50Config& c) { c.skip_in = c.skip_out = -1; }},
       {"no backout", [](Record50Config& c) { c.backout_layer = -1; }},
+      {"no MLP in layer 0 (record 30)", [](Record50Config& c) { c.mlp = parse_mlp_pattern("- M M M M M", 6, "test"); }},
+      {"no attention in layer 0 (record 35)",
+       [](Record50Config& c) {
+         c.windows = parse_window_pattern("- S L - S L", 6, "test");
+         c.value_embed = parse_value_embed_pattern("- 2 - - 0 1", 6, "test");
+       }},
   };
   for (const auto& [what, edit] : variants) {
     const Case c = make_case("record50_off", edit);

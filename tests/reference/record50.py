@@ -92,6 +92,8 @@ Config (JSON, every key required, unknown keys rejected; rope_freqs optional):
                        world size: 1 on 8 GPUs, 0 on 1 GPU)
   attn_scale           the current softmax scale (after any YaRN; record: 0.1 at the start)
   rope_freqs           optional, head_dim/2 floats (see Rotary above)
+  mlp_layers           optional, per layer bool (default all true; record 30
+                       dropped layer 0's MLP, before record 49 removed that layer)
 
 Usage (run by muonrun's C++ tests with the venv's Python):
   record50.py --config C.json --weights W.safetensors --batch B.safetensors
@@ -190,6 +192,7 @@ class Config:
     scalar_padding: int
     attn_scale: float
     rope_freqs: tuple | None = None
+    mlp_layers: tuple | None = None
 
     KEYS = ("vocab", "dim", "heads", "head_dim", "layers", "gate_dim", "smear_dim", "value_embed_layers",
             "attention_layers", "key_offset_layers", "smear", "skip_in", "skip_out", "backout_layer",
@@ -198,7 +201,7 @@ class Config:
     @staticmethod
     def from_dict(d, where):
         keys = set(Config.KEYS)
-        missing, unknown = keys - d.keys(), d.keys() - keys - {"rope_freqs"}
+        missing, unknown = keys - d.keys(), d.keys() - keys - {"rope_freqs", "mlp_layers"}
         if missing or unknown:
             sys.exit(f"{where}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
         c = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
@@ -234,6 +237,9 @@ class Config:
              f"skip_in = skip_out = -1 or 0 <= skip_in < skip_out < layers, got {self.skip_in}, {self.skip_out}")
         need(-1 <= self.backout_layer < self.layers, f"backout_layer in -1..{self.layers - 1}")
         need(self.scalar_padding >= 0, "scalar_padding >= 0")
+        need(self.mlp_layers is None or (len(self.mlp_layers) == self.layers and
+                                         all(isinstance(m, bool) for m in self.mlp_layers)),
+             f"mlp_layers: {self.layers} JSON bools")
         need(self.rope_freqs is None or len(self.rope_freqs) == self.head_dim // 2,
              f"rope_freqs with head_dim/2 = {self.head_dim // 2} entries")
 
@@ -350,12 +356,13 @@ class Block(nn.Module):
     def __init__(self, c, layer):
         super().__init__()
         self.attn = CausalSelfAttention(c) if c.attention_layers[layer] else None
-        self.mlp = MLP(c)
+        # Record 30 dropped the first layer's MLP ("skip MLP blocks for first MLP layer").
+        self.mlp = MLP(c) if c.mlp_layers is None or c.mlp_layers[layer] else None
 
     def forward(self, x, ve, sa_lambdas, mask, cos, sin, key_shift, all_dims=False, lambda_on_v=False):
         if self.attn is not None:
             x = x + self.attn(norm(x), ve, sa_lambdas, mask, cos, sin, key_shift, all_dims, lambda_on_v)
-        return x + self.mlp(norm(x))
+        return x + self.mlp(norm(x)) if self.mlp is not None else x
 
 
 class GPT50(nn.Module):

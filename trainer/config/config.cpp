@@ -99,6 +99,8 @@ void visit_config(V& v, Config& c) {
              "record50: long window (blocks) during schedule.extension_steps (0: the schedule's last)");
     v.number("final_window", c.model.final_window, int64_t{0}, int64_t{1} << 20,
              "record50: long window (blocks) of the final validation, YaRN left as trained (0: training's last)");
+    v.text("mlps", c.model.mlps,
+           "record50: per layer, M (an MLP) or - (none; record 30 dropped the first layer's); empty: every layer");
   });
   v.section("data", [&] {
     v.text("train", c.data.train, "training shards (glob pattern)");
