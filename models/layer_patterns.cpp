@@ -81,6 +81,18 @@ std::vector<int64_t> parse_window_schedule(const std::string& text, const std::s
   return out;
 }
 
+void check_packed_model_shape(const ModelConfig& model, const char* recipe) {
+  if (model.heads * model.head_dim != model.dim)
+    throw ConfigError(fmt::format("model.heads x model.head_dim must equal model.dim for {} (its qkvo_w is four "
+                                  "dim x dim matrices): {} x {} != {}",
+                                  recipe, model.heads, model.head_dim, model.dim));
+  if (model.head_dim % 4 != 0)
+    throw ConfigError(fmt::format("model.head_dim must be a multiple of 4 for {}'s half-truncated rotary, got {}",
+                                  recipe, model.head_dim));
+  if (model.attn_gate_dim > model.dim)
+    throw ConfigError(fmt::format("model.attn_gate_dim ({}) exceeds model.dim ({})", model.attn_gate_dim, model.dim));
+}
+
 FlopsPerToken windowed_flops_per_token(const torch::nn::Module& model, const std::vector<LayerWindow>& windows,
                                        int64_t channels, int64_t long_window, int64_t short_window, int64_t seq_len) {
   FlopsPerToken f;

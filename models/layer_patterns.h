@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "models/language_model.h"
+#include "models/model_config.h"
 
 namespace muonrun {
 
@@ -28,6 +29,12 @@ std::vector<int64_t> parse_window_schedule(const std::string& text, const std::s
 // "- M M ..." (M: the layer has its MLP, -: not) -> one flag per layer; ""
 // -> every layer has one.
 std::vector<bool> parse_mlp_pattern(const std::string& text, int64_t layers, const std::string& key);
+
+// The shape both packed-document recipes need: heads x head_dim = dim (their
+// merged qkvo_w is four dim x dim matrices), head_dim a multiple of 4 (the
+// half-truncated rotary, the key offset), the gates' input within dim.
+// Throws ConfigError naming the key and `recipe`.
+void check_packed_model_shape(const ModelConfig& model, const char* recipe);
 
 // FLOPs per token (models/language_model.h) of a packed-document model:
 // every parameter but the embedding tables (embed, value_embeds) in matrix

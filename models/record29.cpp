@@ -20,15 +20,7 @@ Record29Config record29_config(const ModelConfig& model) {
   c.heads = model.heads;
   c.head_dim = model.head_dim;
   c.layers = model.layers;
-  if (c.heads * c.head_dim != c.dim)
-    throw ConfigError(fmt::format("model.heads x model.head_dim must equal model.dim for record29 (its qkvo_w is "
-                                  "[4, dim, dim]): {} x {} != {}",
-                                  c.heads, c.head_dim, c.dim));
-  if (c.head_dim % 4 != 0)
-    throw ConfigError(fmt::format("model.head_dim must be a multiple of 4 for record29's half-truncated rotary, got {}",
-                                  c.head_dim));
-  if (model.attn_gate_dim > model.dim)
-    throw ConfigError(fmt::format("model.attn_gate_dim ({}) exceeds model.dim ({})", model.attn_gate_dim, model.dim));
+  check_packed_model_shape(model, "record29");
   c.windows = parse_window_pattern(model.windows, c.layers, "model.windows");
   c.value_embed = parse_value_embed_pattern(model.value_embeds, c.layers, "model.value_embeds");
   c.window_schedule = parse_window_schedule(model.window_schedule, "model.window_schedule");

@@ -116,15 +116,10 @@ Case make_case(const std::string& name, bool training = true, bool fp8_head = fa
 }
 
 Tensors reference(const Case& c, const std::vector<std::string>& extra) {
-  const std::string out = (c.dir / "reference.safetensors").string();
-  std::vector<std::string> args{"--config", (c.dir / "config.json").string(), "--weights",
-                                (c.dir / "weights.safetensors").string(), "--batch",
-                                (c.dir / "batch.safetensors").string(), "--out", out};
-  args.insert(args.end(), extra.begin(), extra.end());
-  const auto run = tests::run_script("record29.py", args, c.dir);
-  EXPECT_EQ(run.rc, 0) << run.output;
-  if (run.rc != 0) return {};
-  return load_safetensors(out).tensors;
+  std::string failure;
+  auto out = tests::run_model_reference("record29.py", c.dir, extra, failure);
+  EXPECT_TRUE(failure.empty()) << failure;
+  return out;
 }
 
 // fp32 against fp32, the same kinds of PyTorch kernels under both; only the
@@ -202,19 +197,8 @@ TEST(Record29, NegativeControlsFailTheComparison) {
 TEST(Record29, WeightsLoadIntoTheRecordsModuleAndBack) {
   REQUIRE_PYTHON();
   const Case c = make_case("record29_state_dict");
-  const std::string back = (c.dir / "back.safetensors").string();
-  const auto run = tests::run_script("record29.py",
-                                     {"--config", (c.dir / "config.json").string(), "--weights",
-                                      (c.dir / "weights.safetensors").string(), "--check-state-dict", "--out", back},
-                                     c.dir);
-  ASSERT_EQ(run.rc, 0) << run.output;
-  const auto ours = load_safetensors((c.dir / "weights.safetensors").string()).tensors;
-  const auto theirs = load_safetensors(back).tensors;
-  ASSERT_EQ(ours.size(), theirs.size());
-  for (const auto& [name, t] : ours) {
-    ASSERT_TRUE(theirs.count(name)) << name;
-    EXPECT_TRUE(torch::equal(t, theirs.at(name))) << name;
-  }
+  const std::string problem = tests::state_dict_round_trip("record29.py", c.dir);
+  EXPECT_TRUE(problem.empty()) << problem;
 }
 
 // The record's names and shapes, and the record's structure at init: with

@@ -131,35 +131,13 @@ std::vector<Tensors> run_ours(const Config& config, const Tensors& init, const s
 // weights and its schedule (empty when the script failed).
 Tensors run_reference(const fs::path& dir, const Tensors& init, const std::vector<Tensors>& grads,
                       int64_t first_step) {
-  std::vector<std::pair<std::string, torch::Tensor>> input;
-  for (const auto& [name, w] : init) input.emplace_back("param." + name, w);
-  for (size_t t = 0; t < grads.size(); ++t)
-    for (const auto& [name, g] : grads[t]) input.emplace_back("grad." + std::to_string(t) + "." + name, g);
-  const fs::path in = dir / "input.safetensors", out = dir / "output.safetensors";
-  save_safetensors(in.string(), input);
-  const auto run = tests::run_script("record29_optim.py",
-                                     {"--in", in.string(), "--out", out.string(), "--first-step",
-                                      std::to_string(first_step)},
-                                     dir);
-  EXPECT_EQ(run.rc, 0) << run.output;
-  if (run.rc != 0) return {};
-  return load_safetensors(out.string()).tensors;
+  std::string failure;
+  auto out = tests::run_optimizer_reference("record29_optim.py", dir, init, grads, first_step, failure);
+  EXPECT_TRUE(failure.empty()) << failure;
+  return out;
 }
 
-// Worst relative error, over steps and tensors, of the displacement W_t - W_0
-// (what the optimizer did; W_0 itself would hide it), and the tensor.
-std::pair<double, std::string> worst_displacement(const Tensors& init, const std::vector<Tensors>& ours,
-                                                  const Tensors& ref) {
-  std::pair<double, std::string> worst{0.0, ""};
-  for (size_t t = 0; t < ours.size(); ++t)
-    for (const auto& [name, w] : ours[t]) {
-      const auto key = "step." + std::to_string(t) + "." + name;
-      if (!ref.count(key)) return {INFINITY, key + " (missing)"};
-      const double e = rel_error(w - init.at(name), ref.at(key) - init.at(name));
-      if (e > worst.first) worst = {e, key};
-    }
-  return worst;
-}
+using tests::worst_displacement;
 
 Tensors initial_weights() {
   torch::manual_seed(29);

@@ -140,15 +140,10 @@ Case make_case(const std::string& name, bool training = true) {
 }
 
 Tensors reference(const Case& c, const std::vector<std::string>& extra) {
-  const std::string out = (c.dir / "reference.safetensors").string();
-  std::vector<std::string> args{"--config", (c.dir / "config.json").string(), "--weights",
-                                (c.dir / "weights.safetensors").string(), "--batch",
-                                (c.dir / "batch.safetensors").string(), "--out", out};
-  args.insert(args.end(), extra.begin(), extra.end());
-  const auto run = tests::run_script("record50.py", args, c.dir);
-  EXPECT_EQ(run.rc, 0) << run.output;
-  if (run.rc != 0) return {};
-  return load_safetensors(out).tensors;
+  std::string failure;
+  auto out = tests::run_model_reference("record50.py", c.dir, extra, failure);
+  EXPECT_TRUE(failure.empty()) << failure;
+  return out;
 }
 
 constexpr double kTolerance = 1e-5;
@@ -236,19 +231,8 @@ TEST(Record50, NegativeControlsFailTheComparison) {
 TEST(Record50, WeightsLoadIntoTheRecordsModuleAndBack) {
   REQUIRE_PYTHON();
   const Case c = make_case("record50_state_dict");
-  const std::string back = (c.dir / "back.safetensors").string();
-  const auto run = tests::run_script("record50.py",
-                                     {"--config", (c.dir / "config.json").string(), "--weights",
-                                      (c.dir / "weights.safetensors").string(), "--check-state-dict", "--out", back},
-                                     c.dir);
-  ASSERT_EQ(run.rc, 0) << run.output;
-  const auto ours = load_safetensors((c.dir / "weights.safetensors").string()).tensors;
-  const auto theirs = load_safetensors(back).tensors;
-  ASSERT_EQ(ours.size(), theirs.size());
-  for (const auto& [name, t] : ours) {
-    ASSERT_TRUE(theirs.count(name)) << name;
-    EXPECT_TRUE(torch::equal(t, theirs.at(name))) << name;
-  }
+  const std::string problem = tests::state_dict_round_trip("record50.py", c.dir);
+  EXPECT_TRUE(problem.empty()) << problem;
 }
 
 // YaRN over record 50's windows (3 -> 7 -> 11 -> 13 blocks of 128, head_dim
