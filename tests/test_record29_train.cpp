@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "models/record29.h"
+#include "models/record50.h"
 #include "trainer/base/config_error.h"
 #include "trainer/config/config.h"
 #include "trainer/data/shard.h"
@@ -299,4 +300,28 @@ TEST(Record50Train, Record50KeysAreRefusedByTheOtherRecipes) {
   overrides.push_back("model.smear=true");
   const auto e = config_error(overrides);
   EXPECT_NE(e.find("model.smear is a feature of model.recipe record50, not record29"), std::string::npos) << e;
+}
+
+// Every run config the project ships (configs/*.yaml; configs/ablations holds
+// sweep files, test_sweep's) loads, plans its batches on one rank, and names
+// a network its recipe can build (record 29's and 50's patterns parse).
+TEST(ShippedConfigs, EveryConfigLoadsAndPlansItsBatches) {
+  const fs::path configs = fs::path(MUONRUN_SOURCE_DIR) / "configs";
+  int checked = 0;
+  for (const auto& entry : fs::directory_iterator(configs)) {
+    if (entry.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(entry.path().string());
+    const Config c = load_config({entry.path().string()}, {});
+    const auto layout =
+        c.model.recipe == Recipe::record11 ? BatchLayout::rows : BatchLayout::packed_documents;
+    EXPECT_NO_THROW(plan_batches(c, 1, layout));
+    if (c.model.recipe == Recipe::record29) {
+      EXPECT_NO_THROW(record29_config(c.model));
+    }
+    if (c.model.recipe == Recipe::record50) {
+      EXPECT_NO_THROW(record50_config(c.model));
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 9);
 }
