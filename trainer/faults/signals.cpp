@@ -31,6 +31,14 @@ void install_stop_handlers() {
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;
   for (int s : {SIGTERM, SIGINT, SIGUSR1}) sigaction(s, &action, nullptr);
+  // A write to a socket whose peer has died (a Gloo pair, a heartbeat query)
+  // must fail with EPIPE, which the fault handling turns into a diagnosis
+  // ("rank 1 ... has died"), rather than kill this rank with SIGPIPE first:
+  // CI saw rank 0 of a torchrun job end that way, with nothing said.
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  sigaction(SIGPIPE, &ignore, nullptr);
 }
 
 bool stop_requested() { return g_signal.load() != 0; }

@@ -1,7 +1,8 @@
 // Preemption: the first SIGTERM, SIGINT or SIGUSR1 (Slurm's warning signal
 // in launch/slurm.sbatch) asks the run to stop after the current step, with a
 // checkpoint; a second one ends the process at once (exit code 130) without
-// touching the last complete checkpoint.
+// touching the last complete checkpoint. SIGPIPE is ignored: a dead peer's
+// socket gives a write error that the fault handling reports.
 #pragma once
 
 namespace muonrun {
