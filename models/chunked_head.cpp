@@ -133,4 +133,9 @@ torch::Tensor sigmoid_capped_head_loss(const torch::Tensor& hidden, const torch:
   return chunked_head_loss(hidden, weight, targets, /*softcap=*/15.0, chunk_tokens, fused, fp8 ? &scales : nullptr);
 }
 
+torch::Tensor sigmoid_capped_logits(const torch::Tensor& hidden, const torch::Tensor& weight) {
+  auto z = torch::nn::functional::linear(hidden, weight.to(hidden.scalar_type())).to(torch::kFloat);
+  return 30.0 * torch::sigmoid(z / 7.5);
+}
+
 }  // namespace muonrun

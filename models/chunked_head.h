@@ -45,5 +45,8 @@ torch::Tensor chunked_head_loss(const torch::Tensor& hidden, const torch::Tensor
 // (record_head_scales of the hidden width). Returns the mean over tokens.
 torch::Tensor sigmoid_capped_head_loss(const torch::Tensor& hidden, const torch::Tensor& weight,
                                        const torch::Tensor& targets, bool fused, bool fp8);
+// That head's fp32 logits 30 sigmoid(z / 7.5), z = hidden weight^T in hidden's
+// dtype (sampling and HellaSwag read them).
+torch::Tensor sigmoid_capped_logits(const torch::Tensor& hidden, const torch::Tensor& weight);
 
 }  // namespace muonrun

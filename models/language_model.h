@@ -7,6 +7,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 
 namespace muonrun {
@@ -45,6 +47,15 @@ struct FlopsPerToken {
   double channels = 0, attended_keys = 0;
   double total() const { return 6.0 * static_cast<double>(matmul_params) + 6.0 * channels * attended_keys; }
 };
+
+// The stage of `step` when `scheduled_steps` divide into `stages` equal
+// parts: int(stages x) at x = step / scheduled_steps in floating point, as
+// record 50's get_ws and get_bs compute it, and the last from there on.
+inline size_t schedule_stage(int64_t step, int64_t scheduled_steps, size_t stages) {
+  if (step >= scheduled_steps) return stages - 1;
+  const double x = static_cast<double>(step) / static_cast<double>(scheduled_steps);
+  return static_cast<size_t>(std::min(static_cast<double>(stages - 1), std::floor(static_cast<double>(stages) * x)));
+}
 
 // Where training stands, for structure that changes with it (windows).
 struct TrainingProgress {

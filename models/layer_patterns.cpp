@@ -4,19 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 
 #include "trainer/base/config_error.h"
+#include "trainer/base/strings.h"
 
 namespace muonrun {
 namespace {
-
-std::vector<std::string> words(const std::string& text) {
-  std::istringstream in(text);
-  std::vector<std::string> out;
-  for (std::string w; in >> w;) out.push_back(w);
-  return out;
-}
 
 void check_count(const std::vector<std::string>& tokens, int64_t layers, const std::string& key,
                  const std::string& text) {
@@ -66,16 +59,10 @@ std::vector<bool> parse_mlp_pattern(const std::string& text, int64_t layers, con
 std::vector<int64_t> parse_window_schedule(const std::string& text, const std::string& key) {
   std::vector<int64_t> out;
   for (const auto& t : words(text)) {
-    int64_t blocks = 0;
-    size_t used = 0;
-    try {
-      blocks = std::stoll(t, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != t.size() || blocks < 1 || blocks > (int64_t{1} << 20))
+    const auto blocks = parse_integer(t);
+    if (!blocks || *blocks < 1 || *blocks > (int64_t{1} << 20))
       throw ConfigError(fmt::format("{}: '{}' is not a window in blocks (a whole number from 1)", key, t));
-    out.push_back(blocks);
+    out.push_back(*blocks);
   }
   if (out.empty()) throw ConfigError(fmt::format("{}: '{}' names no window; expected e.g. \"3 7 11\"", key, text));
   return out;

@@ -191,8 +191,7 @@ FlopsPerToken Record29Impl::flops_per_token(int64_t seq_len) const {
 torch::Tensor Record29Impl::document_logits(const torch::Tensor& tokens) {
   const auto T = static_cast<int32_t>(tokens.size(0));
   const auto cu_seqlens = torch::tensor({0, T}, torch::kInt);
-  auto logits = lm_head(hidden_states(tokens, cu_seqlens, long_window_, short_window_)).to(torch::kFloat);
-  return 30.0 * torch::sigmoid(logits / 7.5);
+  return sigmoid_capped_logits(hidden_states(tokens, cu_seqlens, long_window_, short_window_), lm_head->weight);
 }
 
 }  // namespace muonrun

@@ -2,8 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <cmath>
-
 #include "models/chunked_head.h"
 #include "models/key_offset.h"
 #include "models/rotary.h"
@@ -130,14 +128,12 @@ Record50Impl::Record50Impl(Record50Config model_config) : config(std::move(model
 
 void Record50Impl::set_progress(const TrainingProgress& progress) {
   // The long windows of training so far, which YaRN's state follows: the
-  // schedule's entries up to the current one (the record's get_ws, in floating
-  // point: entry int(n x) at x = step / scheduled), then the extension's.
+  // schedule's entries up to the current one (the record's get_ws), then the
+  // extension's.
   const int64_t scheduled = progress.scheduled_steps();
   std::vector<int64_t> visited = config.window_schedule;
   if (progress.step < scheduled) {
-    const double x = static_cast<double>(progress.step) / static_cast<double>(scheduled);
-    const auto n = static_cast<double>(visited.size());
-    visited.resize(static_cast<size_t>(std::min(n - 1, std::floor(n * x))) + 1);
+    visited.resize(schedule_stage(progress.step, scheduled, visited.size()) + 1);
   } else {
     visited.push_back(config.extension_window);
   }
@@ -226,8 +222,7 @@ FlopsPerToken Record50Impl::flops_per_token(int64_t seq_len) const {
 torch::Tensor Record50Impl::document_logits(const torch::Tensor& tokens) {
   const auto T = static_cast<int32_t>(tokens.size(0));
   const auto cu_seqlens = torch::tensor({0, T}, torch::kInt);
-  auto logits = lm_head(hidden_states(tokens, cu_seqlens)).to(torch::kFloat);
-  return 30.0 * torch::sigmoid(logits / 7.5);
+  return sigmoid_capped_logits(hidden_states(tokens, cu_seqlens), lm_head->weight);
 }
 
 }  // namespace muonrun

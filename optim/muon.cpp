@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <sstream>
 #include <stdexcept>
 
 #include "optim/optimizer.h"
@@ -96,26 +95,16 @@ torch::Tensor muon_second_moment(const std::string& name, const torch::Tensor& p
 
 std::vector<double> parse_muon_lr_mul(const std::string& text, const std::vector<NamedParam>& params) {
   std::vector<double> out(params.size(), 1.0);
-  std::istringstream in(text);
-  for (std::string entry; in >> entry;) {
+  for (const auto& entry : words(text)) {
     const auto eq = entry.find('=');
-    double factor = 0;
-    size_t used = 0;
-    if (eq != std::string::npos && eq > 0) {
-      try {
-        factor = std::stod(entry.substr(eq + 1), &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-    }
-    if (eq == std::string::npos || eq == 0 || used == 0 || used != entry.size() - eq - 1 || !(factor > 0) ||
-        !std::isfinite(factor))
+    const auto factor = eq == std::string::npos ? std::nullopt : parse_number(entry.substr(eq + 1));
+    if (eq == 0 || !factor || !(*factor > 0) || !std::isfinite(*factor))
       throw ConfigError("optim.muon.lr_mul: '" + entry + "' is not suffix=factor with a positive factor");
     const std::string suffix = entry.substr(0, eq);
     bool matched = false;
     for (size_t i = 0; i < params.size(); ++i)
       if (ends_with(params[i].name, suffix)) {
-        out[i] = factor;
+        out[i] = *factor;
         matched = true;
       }
     if (!matched) throw ConfigError("optim.muon.lr_mul: '" + suffix + "' ends no matrix's name");

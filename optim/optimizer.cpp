@@ -45,8 +45,6 @@ Optimizer::Optimizer(const torch::nn::Module& model, const Config& config, Commu
       matrices_(group_parameters(model).matrices),
       schedule_(config.schedule, config.train.steps),
       total_steps_(config.train.steps) {
-  for (const auto& group : adam.groups())
-    for (const auto& p : group.params) adam_params_.insert(p.tensor.unsafeGetTensorImpl());
   rule_ = make_step_rule(optim_);
   std::optional<PlanRanks> ranks;
   if (comm) ranks = PlanRanks{comm->size(), comm->rank()};
@@ -96,10 +94,14 @@ std::string Optimizer::describe() const {
 }
 
 void Optimizer::zero_grad(bool set_to_none) {
-  for (auto& p : params_) {
-    if (adam_pending_ && adam_params_.count(p.unsafeGetTensorImpl())) continue;  // adding up for Adam's next step
+  auto clear = [&](torch::Tensor& p) {
     if (set_to_none) p.mutable_grad().reset();
     else if (p.grad().defined()) p.mutable_grad().zero_();
+  };
+  if (!adam_pending_) {
+    for (auto& p : params_) clear(p);
+  } else if (muon) {  // Adam's gradients add up for its next update: only Muon's matrices start again
+    for (auto& p : matrices_) clear(p.tensor);
   }
 }
 

@@ -25,7 +25,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -116,9 +115,8 @@ class Optimizer {
   std::unique_ptr<StepRule> rule_;
   std::unique_ptr<GradientReducer> reducer_;
   PhaseTimer* timer_ = nullptr;
-  // Adam's parameters, and whether their gradients are adding up for its
-  // next update (optim.adam.step_every: zero_grad() keeps them).
-  std::set<const c10::TensorImpl*> adam_params_;
+  // Whether Adam's gradients are adding up for its next update
+  // (optim.adam.step_every: zero_grad() keeps them).
   bool adam_pending_ = false;
 };
 

@@ -2,34 +2,31 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 
 #include "trainer/base/config_error.h"
+#include "trainer/base/strings.h"
 
 namespace muonrun {
 
 LrSchedule::LrSchedule(const ScheduleConfig& schedule, int64_t total_steps)
-    : schedule_(schedule), scheduled_(total_steps - schedule.extension_steps) {
-  std::istringstream in(schedule.stage_lr);
-  for (std::string word; in >> word;) {
-    size_t used = 0;
-    double peak = 0;
-    try {
-      peak = std::stod(word, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != word.size() || !(peak > 0) || !std::isfinite(peak))
+    : schedule_(schedule), scheduled_(scheduled_steps(schedule, total_steps)) {
+  for (const auto& word : words(schedule.stage_lr)) {
+    const auto peak = parse_number(word);
+    if (!peak || !(*peak > 0) || !std::isfinite(*peak))
       throw ConfigError("schedule.stage_lr: '" + word + "' is not a positive number");
-    stage_lr_.push_back(peak);
+    stage_lr_.push_back(*peak);
   }
   if (stage_lr_.empty())
     throw ConfigError("schedule.stage_lr: '" + schedule.stage_lr + "' names no stage; expected e.g. \"1 1.51 1.93\"");
-  if (scheduled_ < 1)
+}
+
+int64_t scheduled_steps(const ScheduleConfig& schedule, int64_t total_steps) {
+  if (schedule.extension_steps >= total_steps)
     throw ConfigError("schedule.extension_steps (" + std::to_string(schedule.extension_steps) +
                       ") must be below train.steps (" + std::to_string(total_steps) + ")");
+  return total_steps - schedule.extension_steps;
 }
 
 double LrSchedule::operator()(int64_t step) const {

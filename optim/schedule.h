@@ -32,6 +32,10 @@ class LrSchedule {
   int64_t scheduled_;
 };
 
+// train.steps less schedule.extension_steps: the steps the lr, window and
+// batch schedules divide into stages. Throws ConfigError unless at least 1.
+int64_t scheduled_steps(const ScheduleConfig& schedule, int64_t total_steps);
+
 // LrSchedule(schedule, total)(step).
 double lr_multiplier(int64_t step, int64_t total, const ScheduleConfig& schedule);
 

@@ -3,14 +3,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
-#include <sstream>
 #include <limits>
 #include <stdexcept>
 
 #include "models/gpt.h"
 #include "models/record29.h"
 #include "models/record50.h"
+#include "optim/schedule.h"
+#include "trainer/base/strings.h"
 
 namespace muonrun {
 
@@ -35,39 +35,26 @@ BatchPlan plan_batches(const Config& config, int world, BatchLayout layout) {
         config.train.val_tokens, config.train.val_seq_len > 0 ? "train.val_seq_len" : "model.seq_len", per_val_batch,
         std::max<int64_t>(1, config.train.val_tokens / per_val_batch) * per_val_batch));
   BatchPlan plan{B, T, config.train.batch_tokens / per_micro_step, val_T, config.train.val_tokens / per_val_batch,
-                 config.train.batch_tokens, {}, config.train.steps - config.schedule.extension_steps};
-  std::istringstream in(config.train.batch_schedule);
-  for (std::string word; in >> word;) {
-    int64_t tokens = 0;
-    size_t used = 0;
-    try {
-      tokens = std::stoll(word, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
+                 config.train.batch_tokens, {}, scheduled_steps(config.schedule, config.train.steps)};
+  for (const auto& word : words(config.train.batch_schedule)) {
+    const auto tokens = parse_integer(word);
     const int64_t unit = world * plan.accumulation;
-    if (used != word.size() || tokens < 1 || tokens > config.train.batch_tokens || tokens % unit != 0)
+    if (!tokens || *tokens < 1 || *tokens > config.train.batch_tokens || *tokens % unit != 0)
       throw ConfigError(fmt::format("train.batch_schedule: '{}' is not a batch in tokens from 1 to train.batch_tokens "
                                     "({}) that divides into world size x accumulation = {} x {} sequences",
                                     word, config.train.batch_tokens, world, plan.accumulation));
-    plan.stage_tokens.push_back(tokens);
+    plan.stage_tokens.push_back(*tokens);
   }
   if (!plan.stage_tokens.empty() && layout != BatchLayout::packed_documents)
     throw ConfigError(fmt::format("train.batch_schedule needs a packed-document recipe (record29, record50), whose "
                                   "sequence length may change; model.recipe is {}",
                                   name_of(config.model.recipe)));
-  if (plan.scheduled_steps < 1)
-    throw ConfigError(fmt::format("schedule.extension_steps ({}) must be below train.steps ({})",
-                                  config.schedule.extension_steps, config.train.steps));
   return plan;
 }
 
 int64_t BatchPlan::step_tokens(int64_t step) const {
   if (stage_tokens.empty()) return batch_tokens;
-  if (step >= scheduled_steps) return stage_tokens.back();
-  const double x = static_cast<double>(step) / static_cast<double>(scheduled_steps);
-  const auto n = static_cast<double>(stage_tokens.size());
-  return stage_tokens[static_cast<size_t>(std::min(n - 1, std::floor(n * x)))];
+  return stage_tokens[schedule_stage(step, scheduled_steps, stage_tokens.size())];
 }
 
 int64_t BatchPlan::step_seq_len(int64_t step) const {
