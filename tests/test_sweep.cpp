@@ -6,6 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "tests/pattern_shards.h"
 #include "tests/run_results.h"
@@ -93,4 +96,15 @@ TEST(Sweep, ErrorsNameTheFileAndLine) {
   write_text(file, "name: bad\nvariants:\n  - name: x\n    set: {optim.muon.lr: -1}\n");
   EXPECT_NE(run_sweep_command(dir, file.string()), 0);
   EXPECT_NE(tests::read_file(dir / "sweep_output.txt").find("variant 'x'"), std::string::npos) << tests::read_file(dir / "sweep_output.txt");
+  // A key given twice, at the top, in a variant or in a `set`, would lose one of its values.
+  for (const auto& [text, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"name: a\nseeds: [0]\nseeds: [1]\nvariants: [{name: x}]\n", "sweep.yaml:3: key 'seeds' given twice"},
+           {"name: a\nvariants:\n  - {name: x, label: y, label: z}\n", "sweep.yaml:3: key 'label' given twice"},
+           {"name: a\nvariants:\n  - name: x\n    set:\n      train.steps: 5\n      train.steps: 6\n",
+            "sweep.yaml:6: key 'train.steps' given twice"}}) {
+    write_text(file, text);
+    EXPECT_NE(run_sweep_command(dir, file.string()), 0) << text;
+    EXPECT_NE(tests::read_file(dir / "sweep_output.txt").find(expected), std::string::npos)
+        << tests::read_file(dir / "sweep_output.txt");
+  }
 }

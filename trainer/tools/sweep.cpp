@@ -25,11 +25,24 @@ namespace {
   throw ConfigError(where + ": " + what);
 }
 
+// yaml-cpp keeps both entries of a key given twice and its lookup returns
+// the first, so a repeated key would silently lose its second value: refused,
+// as in run configs.
+void check_unique_keys(const std::string& file, const YAML::Node& map) {
+  std::vector<std::string> seen;
+  for (const auto& kv : map) {
+    const std::string key = kv.first.Scalar();
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) fail(file, kv.first, "key '" + key + "' given twice");
+    seen.push_back(key);
+  }
+}
+
 // `set:` as key=value overrides.
 std::vector<std::string> overrides_of(const std::string& file, const YAML::Node& node) {
   std::vector<std::string> out;
   if (!node) return out;
   if (!node.IsMap()) fail(file, node, "'set' must map config keys to values");
+  check_unique_keys(file, node);
   for (const auto& kv : node) {
     if (!kv.second.IsScalar()) fail(file, kv.second, "value of '" + kv.first.Scalar() + "' must be a scalar");
     out.push_back(kv.first.Scalar() + "=" + kv.second.Scalar());
@@ -53,6 +66,7 @@ std::vector<T> list_of(const std::string& file, const YAML::Node& node, const ch
 }
 
 void check_keys(const std::string& file, const YAML::Node& node, const std::vector<std::string>& known) {
+  check_unique_keys(file, node);
   for (const auto& kv : node)
     if (std::find(known.begin(), known.end(), kv.first.Scalar()) == known.end())
       fail(file, kv.first, "unknown key '" + kv.first.Scalar() + "'");
