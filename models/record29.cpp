@@ -102,6 +102,7 @@ Record29Impl::Record29Impl(Record29Config model_config) : config(std::move(model
                              torch::tensor({0.5f, 0.5f}).repeat({L}), torch::ones({config.scalar_padding})}));
   TORCH_CHECK(!config.window_schedule.empty() && config.window_block >= 1, "record 29: an empty window schedule");
   set_windows(config.window_schedule.back());
+  rotary_.set_freqs(half_truncated_rotary_freqs(config.head_dim, torch::kCPU));
 }
 
 void Record29Impl::set_windows(int64_t blocks) {
@@ -119,20 +120,11 @@ void Record29Impl::set_progress(const TrainingProgress& progress) {
   set_windows(config.window_schedule[static_cast<size_t>(std::max<int64_t>(0, index))]);
 }
 
-std::pair<torch::Tensor, torch::Tensor> Record29Impl::rotary(int64_t T, torch::Device device) {
-  if (!rotary_cos_.defined() || rotary_cos_.size(0) != T || rotary_cos_.device() != device) {
-    auto [cos, sin] = half_truncated_rotary_tables(T, config.head_dim, device);
-    rotary_cos_ = cos.unsqueeze(1);  // [T, 1, head_dim / 2]: every head alike
-    rotary_sin_ = sin.unsqueeze(1);
-  }
-  return {rotary_cos_, rotary_sin_};
-}
-
 torch::Tensor Record29Impl::hidden_states(const torch::Tensor& inputs, const torch::Tensor& cu_seqlens,
                                           int64_t long_window, int64_t short_window) {
   const ElementwiseOps ops{config.fused_kernels};
   const int64_t L = config.layers, n = L / 2, T = inputs.size(0);
-  const auto [cos, sin] = rotary(T, inputs.device());
+  const auto [cos, sin] = rotary_.tables(T, inputs.device());
   const auto documents = document_offsets(cu_seqlens, T, inputs.device());  // checked once for every layer
   std::vector<torch::Tensor> ve(3);
   for (int k = 0; k < 3; ++k)

@@ -47,6 +47,7 @@
 #include "models/language_model.h"
 #include "models/layer_patterns.h"
 #include "models/model_config.h"
+#include "models/rotary.h"
 
 namespace muonrun {
 
@@ -147,10 +148,8 @@ struct Record29Impl : LanguageModelImpl {
 
  private:
   void set_windows(int64_t blocks);
-  // Rotary tables for T tokens, kept for the next call of the same length.
-  std::pair<torch::Tensor, torch::Tensor> rotary(int64_t T, torch::Device device);
   int64_t long_window_ = 0, short_window_ = 0;
-  torch::Tensor rotary_cos_, rotary_sin_;
+  RotaryTableCache rotary_;
 };
 TORCH_MODULE(Record29);
 

@@ -147,27 +147,17 @@ void Record50Impl::set_windows(int64_t long_blocks, int64_t short_blocks, std::v
   long_window_ = long_blocks * config.window_block;
   short_window_ = short_blocks * config.window_block;
   if (!config.yarn) yarn_windows.resize(1);
-  if (freq_.defined() && yarn_windows == yarn_windows_) return;
+  if (rotary_.freqs().defined() && yarn_windows == yarn_windows_) return;
   const auto state = yarn_state(config.head_dim, config.window_block, config.attn_scale, yarn_windows);
   yarn_windows_ = std::move(yarn_windows);
-  freq_ = state.freq;
+  rotary_.set_freqs(state.freq);
   attn_scale_ = state.attn_scale;
-  rotary_cos_ = torch::Tensor();  // the tables follow the frequencies
-}
-
-std::pair<torch::Tensor, torch::Tensor> Record50Impl::rotary(int64_t T, torch::Device device) {
-  if (!rotary_cos_.defined() || rotary_cos_.size(0) != T || rotary_cos_.device() != device) {
-    auto [cos, sin] = rotary_tables_from_freqs(T, freq_.to(device));
-    rotary_cos_ = cos.unsqueeze(1);  // [T, 1, head_dim / 2]: every head alike
-    rotary_sin_ = sin.unsqueeze(1);
-  }
-  return {rotary_cos_, rotary_sin_};
 }
 
 torch::Tensor Record50Impl::hidden_states(const torch::Tensor& inputs, const torch::Tensor& cu_seqlens) {
   const ElementwiseOps ops{config.fused_kernels};
   const int64_t L = config.layers, T = inputs.size(0);
-  const auto [cos, sin] = rotary(T, inputs.device());
+  const auto [cos, sin] = rotary_.tables(T, inputs.device());
   const auto documents = document_offsets(cu_seqlens, T, inputs.device());
   std::vector<torch::Tensor> ve(3);
   for (int k = 0; k < 3; ++k)

@@ -56,6 +56,7 @@
 #include "models/language_model.h"
 #include "models/layer_patterns.h"
 #include "models/model_config.h"
+#include "models/rotary.h"
 
 namespace muonrun {
 
@@ -134,7 +135,7 @@ struct Record50Impl : LanguageModelImpl {
   int64_t long_window() const { return long_window_; }
   int64_t short_window() const { return short_window_; }
   double attn_scale() const { return attn_scale_; }
-  const torch::Tensor& rotary_freqs() const { return freq_; }
+  const torch::Tensor& rotary_freqs() const { return rotary_.freqs(); }
 
   Record50Config config;
   torch::ScalarType compute_dtype = torch::kFloat;
@@ -148,12 +149,10 @@ struct Record50Impl : LanguageModelImpl {
  private:
   // The windows in blocks, with the YaRN state after the long window went through `yarn_windows`.
   void set_windows(int64_t long_blocks, int64_t short_blocks, std::vector<int64_t> yarn_windows);
-  std::pair<torch::Tensor, torch::Tensor> rotary(int64_t T, torch::Device device);
   int64_t long_window_ = 0, short_window_ = 0;
   std::vector<int64_t> yarn_windows_;
   double attn_scale_ = 0;
-  torch::Tensor freq_;  // fp32 [head_dim / 2] on the CPU
-  torch::Tensor rotary_cos_, rotary_sin_;
+  RotaryTableCache rotary_;  // YaRN's frequencies, fp32 [head_dim / 2] on the CPU
 };
 TORCH_MODULE(Record50);
 

@@ -33,9 +33,18 @@ std::pair<torch::Tensor, torch::Tensor> rotary_tables_from_freqs(int64_t T, cons
   return {theta.cos(), theta.sin()};
 }
 
-std::pair<torch::Tensor, torch::Tensor> half_truncated_rotary_tables(int64_t T, int64_t head_dim,
-                                                                     torch::Device device) {
-  return rotary_tables_from_freqs(T, half_truncated_rotary_freqs(head_dim, device));
+void RotaryTableCache::set_freqs(torch::Tensor freqs) {
+  freqs_ = std::move(freqs);
+  cos_ = sin_ = torch::Tensor();
+}
+
+std::pair<torch::Tensor, torch::Tensor> RotaryTableCache::tables(int64_t T, torch::Device device) {
+  if (!cos_.defined() || cos_.size(0) != T || cos_.device() != device) {
+    auto [cos, sin] = rotary_tables_from_freqs(T, freqs_.to(device));
+    cos_ = cos.unsqueeze(1);
+    sin_ = sin.unsqueeze(1);
+  }
+  return {cos_, sin_};
 }
 
 }  // namespace muonrun

@@ -7,6 +7,7 @@
 //       D/4 pairs, 0 for the other D/4 (those pairs do not rotate), in fp32;
 //       record 50 rescales them with YaRN (models/yarn.h)
 //   rotary_tables_from_freqs      the tables of given frequencies
+//   RotaryTableCache              those tables kept between calls (records 29, 50)
 #pragma once
 
 #include <torch/torch.h>
@@ -27,8 +28,18 @@ std::pair<torch::Tensor, torch::Tensor> rotary_tables(int64_t T, int64_t head_di
 torch::Tensor half_truncated_rotary_freqs(int64_t head_dim, torch::Device device);
 // cos and sin of t * freq_i for t < T: fp32 [T, D/2] each, freq fp32 [D/2].
 std::pair<torch::Tensor, torch::Tensor> rotary_tables_from_freqs(int64_t T, const torch::Tensor& freq);
-// rotary_tables_from_freqs(T, half_truncated_rotary_freqs(head_dim, device)).
-std::pair<torch::Tensor, torch::Tensor> half_truncated_rotary_tables(int64_t T, int64_t head_dim,
-                                                                     torch::Device device);
+
+// The fp32 tables [T, 1, D/2] (every head alike) of the frequencies last
+// set, rebuilt only when T, the device or the frequencies change: the
+// packed-document recipes ask for the same T at every forward.
+class RotaryTableCache {
+ public:
+  void set_freqs(torch::Tensor freqs);  // fp32 [D/2], any device
+  const torch::Tensor& freqs() const { return freqs_; }
+  std::pair<torch::Tensor, torch::Tensor> tables(int64_t T, torch::Device device);
+
+ private:
+  torch::Tensor freqs_, cos_, sin_;
+};
 
 }  // namespace muonrun

@@ -93,7 +93,6 @@ changes the loss of a model with non-zero weights):
                      the block lambdas) instead of the normed attention input
 """
 import argparse
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -101,15 +100,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-FP32_EPS = torch.finfo(torch.float32).eps  # 1.1920929e-07, F.rms_norm's eps=None for fp32/bf16
+from packed_documents import (FP32_EPS, check, document_window_mask, explicit_attention, load_batch,
+                              load_config, load_weights, norm, rotary)
+
 VALUE_EMBED_TABLES = 3  # the record's value_embeds.{0,1,2}
+RECORD_NAME = "record-29"
 CONTROLS = ("none", "wrong-window", "no-value-embed", "gate-on-raw-input")
-
-
-def norm(x):
-    return F.rms_norm(x, (x.size(-1),), eps=FP32_EPS)
 
 
 @dataclass(frozen=True)
@@ -177,20 +175,6 @@ def rotary_tables(c, T, dtype):
     t = torch.arange(T, dtype=torch.float32)
     theta = torch.outer(t, rope_freqs(c))
     return theta.cos().to(dtype)[None, :, None, :], theta.sin().to(dtype)[None, :, None, :]
-
-
-def rotary(x, cos, sin):
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos], dim=-1)
-
-
-def document_window_mask(cu_seqlens, T, window):
-    """[T, T] bool, True where key j is visible to query i: j <= i, same
-    document, i - j <= window (flash-attention's window_size=(window, 0))."""
-    pos = torch.arange(T)
-    doc = torch.searchsorted(cu_seqlens.long(), pos, right=True) - 1
-    i, j = pos[:, None], pos[None, :]
-    return (j <= i) & (doc[:, None] == doc[None, :]) & (i - j <= window)
 
 
 class CausalSelfAttention(nn.Module):
@@ -314,42 +298,6 @@ def fp8_head_logits(x, w, dim):
                             scale_b=x.new_tensor(w_s, dtype=torch.float32), use_fast_accum=True)
 
 
-def load_config(path):
-    with open(path) as f:
-        return Config.from_dict(json.load(f), path)
-
-
-def load_weights(model, path):
-    tensors = load_file(path)
-    for name, t in tensors.items():
-        if t.dtype != torch.float32:
-            sys.exit(f"{path}: {name} is {t.dtype}, expected torch.float32")
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        sys.exit(f"{path}: does not match the record-29 state dict of the config: {e}")
-
-
-def load_batch(path, c):
-    b = load_file(path)
-    expected = {"inputs": torch.int64, "targets": torch.int64, "cu_seqlens": torch.int32, "windows": torch.int64}
-    for key, dtype in expected.items():
-        if key not in b or b[key].dtype != dtype or b[key].dim() != 1:
-            got = f"{b[key].dtype} {list(b[key].shape)}" if key in b else "missing"
-            sys.exit(f"{path}: {key} must be a 1-D {dtype} tensor, got {got}")
-    T, cu = b["inputs"].numel(), b["cu_seqlens"]
-    if b["targets"].numel() != T:
-        sys.exit(f"{path}: targets has {b['targets'].numel()} tokens, inputs {T}")
-    if cu.numel() < 2 or cu[0] != 0 or cu[-1] != T or (cu[1:] < cu[:-1]).any():
-        sys.exit(f"{path}: cu_seqlens must rise from 0 to T = {T}, got {cu.tolist()}")
-    if b["windows"].numel() != c.layers or (b["windows"] < 0).any():
-        sys.exit(f"{path}: windows must hold {c.layers} non-negative entries, got {b['windows'].tolist()}")
-    for key in ("inputs", "targets"):
-        if (b[key] < 0).any() or (b[key] >= c.vocab).any():
-            sys.exit(f"{path}: {key} has ids outside 0..{c.vocab - 1}")
-    return b["inputs"], b["targets"], cu, b["windows"]
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config")
@@ -372,9 +320,9 @@ def main():
     missing = [f"--{a.replace('_', '-')}" for a in required if getattr(args, a) is None]
     if missing:
         ap.error(f"missing {' '.join(missing)}")
-    c = load_config(args.config)
+    c = load_config(args.config, Config)
     model = GPT29(c, args.control, args.fp8_head)
-    load_weights(model, args.weights)
+    load_weights(model, args.weights, RECORD_NAME)
     if args.check_state_dict:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, args.out)
         print(f"{len(model.state_dict())} tensors loaded strictly and written back -> {args.out}")
@@ -431,22 +379,6 @@ def small_batch(c, T=96, cu=(0, 30, 31, 70, 96)):
     targets = torch.randint(c.vocab, (T,), generator=g)
     windows = torch.tensor([16, 4, 4, 0, 8, 4][:c.layers] + [16] * max(0, c.layers - 6))
     return inputs, targets, torch.tensor(cu, dtype=torch.int32), windows
-
-
-def explicit_attention(q, k, v, cu_seqlens, window, scale):
-    """Attention with the visibility rule written per pair, in float64."""
-    T = q.size(-2)
-    starts = cu_seqlens.tolist()
-    doc = [max(d for d in range(len(starts) - 1) if starts[d] <= i) for i in range(T)]
-    s = scale * q.double() @ k.double().transpose(-1, -2)
-    visible = torch.tensor([[j <= i and doc[i] == doc[j] and i - j <= window for j in range(T)] for i in range(T)])
-    return torch.softmax(s.masked_fill(~visible, float("-inf")), dim=-1) @ v.double()
-
-
-def check(ok, what):
-    if not ok:
-        raise AssertionError(what)
-    print(f"  ok  {what}")
 
 
 def check_attention():
