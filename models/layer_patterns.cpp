@@ -56,6 +56,23 @@ std::vector<bool> parse_mlp_pattern(const std::string& text, int64_t layers, con
   return out;
 }
 
+std::vector<SkipConnection> parse_skip_pattern(const std::string& text, int64_t layers, const std::string& key) {
+  std::vector<SkipConnection> out;
+  for (const auto& t : words(text)) {
+    const auto arrow = t.find('>');
+    const auto from = arrow == std::string::npos ? std::nullopt : parse_integer(t.substr(0, arrow));
+    const auto to = arrow == std::string::npos ? std::nullopt : parse_integer(t.substr(arrow + 1));
+    if (!from || !to || *from < 0 || *from >= *to || *to >= layers)
+      throw ConfigError(fmt::format("{}: '{}' is not a skip from>to between layers 0 <= from < to < {}", key, t,
+                                    layers));
+    const SkipConnection skip{*from, *to};
+    if (std::find(out.begin(), out.end(), skip) != out.end())
+      throw ConfigError(fmt::format("{}: '{}' names the skip {} twice", key, text, t));
+    out.push_back(skip);
+  }
+  return out;
+}
+
 std::vector<int64_t> parse_window_schedule(const std::string& text, const std::string& key) {
   std::vector<int64_t> out;
   for (const auto& t : words(text)) {

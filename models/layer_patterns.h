@@ -30,6 +30,16 @@ std::vector<int64_t> parse_window_schedule(const std::string& text, const std::s
 // -> every layer has one.
 std::vector<bool> parse_mlp_pattern(const std::string& text, int64_t layers, const std::string& key);
 
+// A gated skip (record 32's U-net gates, record 45's single skip): layer
+// `to`'s input adds sigmoid(lambda) times layer `from`'s output.
+struct SkipConnection {
+  int64_t from, to;
+  bool operator==(const SkipConnection& o) const { return from == o.from && to == o.to; }
+};
+// "3>6" or "5>6 4>7 ..." -> the skips, each 0 <= from < to < layers and
+// none named twice; "" -> none.
+std::vector<SkipConnection> parse_skip_pattern(const std::string& text, int64_t layers, const std::string& key);
+
 // The shape both packed-document recipes need: heads x head_dim = dim (their
 // merged qkvo_w is four dim x dim matrices), head_dim a multiple of 4 (the
 // half-truncated rotary, the key offset), the gates' input within dim.

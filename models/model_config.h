@@ -63,8 +63,7 @@ struct ModelConfig {
   bool smear = false;            // record 34's smear of the previous token's embedding
   bool key_offset = false;       // record 49's partial key offset on the long-window layers
   bool yarn = false;             // record 31's YaRN when the long window grows
-  int64_t skip_in = -1;          // record 45's gated skip: from this layer's output ...
-  int64_t skip_out = -1;         // ... into this layer's input (-1: none)
+  std::string skips;             // records 32 and 45's gated skips, "from>to ..." ("": none)
   int64_t backout_layer = -1;    // record 40's backout of this layer's output (-1: none)
   int64_t extension_window = 0;  // long window (blocks) of schedule.extension_steps (0: the schedule's last)
   int64_t final_window = 0;      // long window (blocks) of the final validation (0: training's last)
@@ -77,7 +76,7 @@ inline std::string record50_key_in_use(const ModelConfig& c) {
   if (c.smear) return "model.smear";
   if (c.key_offset) return "model.key_offset";
   if (c.yarn) return "model.yarn";
-  if (c.skip_in >= 0 || c.skip_out >= 0) return "model.skip_in/skip_out";
+  if (!c.skips.empty()) return "model.skips";
   if (c.backout_layer >= 0) return "model.backout_layer";
   if (c.extension_window > 0) return "model.extension_window";
   if (c.final_window > 0) return "model.final_window";

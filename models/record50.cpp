@@ -30,19 +30,14 @@ Record50Config record50_config(const ModelConfig& model) {
   c.smear = model.smear;
   c.key_offset = model.key_offset;
   c.yarn = model.yarn;
-  c.skip_in = model.skip_in;
-  c.skip_out = model.skip_out;
-  if ((c.skip_in < 0) != (c.skip_out < 0) || (c.skip_in >= 0 && (c.skip_in >= c.skip_out || c.skip_out >= c.layers)))
-    throw ConfigError(fmt::format("model.skip_in ({}) and model.skip_out ({}): both -1 (no skip), or layers "
-                                  "skip_in < skip_out < model.layers ({})",
-                                  c.skip_in, c.skip_out, c.layers));
+  c.skips = parse_skip_pattern(model.skips, c.layers, "model.skips");
   c.backout_layer = model.backout_layer;
   if (c.backout_layer >= c.layers)
     throw ConfigError(fmt::format("model.backout_layer ({}) must be a layer below model.layers ({}), or -1",
                                   c.backout_layer, c.layers));
   c.extension_window = model.extension_window > 0 ? model.extension_window : c.window_schedule.back();
   c.final_window = model.final_window > 0 ? model.final_window : c.extension_window;
-  c.scalar_padding = (8 - (4 * c.layers + 3) % 8) % 8;
+  c.scalar_padding = (8 - (4 * c.layers + 2 + static_cast<int64_t>(c.skips.size())) % 8) % 8;
   c.fused_kernels = fused_kernels(model.kernels);
   return c;
 }
@@ -121,7 +116,8 @@ Record50Impl::Record50Impl(Record50Config model_config) : config(std::move(model
   lm_head = register_module("lm_head", CastedLinear(dim, vocab, /*zero_init=*/true));
   scalars = register_parameter(
       "scalars", torch::cat({torch::full({L}, 1.1f), torch::zeros({L}), torch::tensor({0.5f, 1.0f}).repeat({L}),
-                             torch::tensor({0.0f, 0.5f, -1.5f}), torch::ones({config.scalar_padding})}));
+                             torch::tensor({0.0f, 0.5f}), torch::full({static_cast<int64_t>(config.skips.size())}, -1.5f),
+                             torch::ones({config.scalar_padding})}));
   // Before any set_progress: the trained structure, as after training.
   set_progress({0, 0, 0});
 }
@@ -165,16 +161,20 @@ torch::Tensor Record50Impl::hidden_states(const torch::Tensor& inputs, const tor
   const auto resid_lambdas = scalars.narrow(0, 0, L).to(compute_dtype);
   const auto x0_lambdas = scalars.narrow(0, L, L).to(compute_dtype);
   const auto sa_lambdas = scalars.narrow(0, 2 * L, 2 * L).view({L, 2});
-  const auto smear_lambda = scalars[4 * L], backout_lambda = scalars[4 * L + 1], skip_lambda = scalars[4 * L + 2];
+  const auto smear_lambda = scalars[4 * L], backout_lambda = scalars[4 * L + 1];
+  const auto skip_gates = torch::sigmoid(scalars.narrow(0, 4 * L + 2, static_cast<int64_t>(config.skips.size())))
+                              .to(compute_dtype);
 
   auto x = embed(inputs).to(compute_dtype);
   if (config.smear) x = smear(x, smear_gate->weight, smear_lambda);
   x = ops.norm(x);
   const auto x0 = x;
-  torch::Tensor skip, backout;
+  std::vector<torch::Tensor> outputs(static_cast<size_t>(L));  // the layers' outputs that skips carry
+  torch::Tensor backout;
   for (int64_t i = 0; i < L; ++i) {
     auto& block = *blocks[i]->as<Block50>();
-    if (i == config.skip_out) x = x + torch::sigmoid(skip_lambda).to(compute_dtype) * skip;
+    for (size_t k = 0; k < config.skips.size(); ++k)
+      if (config.skips[k].to == i) x = x + skip_gates[static_cast<int64_t>(k)] * outputs[config.skips[k].from];
     x = resid_lambdas[i] * x + x0_lambdas[i] * x0;
     if (block.attn) {
       const bool is_long = config.windows[i] == LayerWindow::long_window;
@@ -184,7 +184,8 @@ torch::Tensor Record50Impl::hidden_states(const torch::Tensor& inputs, const tor
                                   config.key_offset && is_long, cos, sin, ops);
     }
     if (block.mlp) x = x + block.mlp->forward(ops.norm(x), ops);
-    if (i == config.skip_in) skip = x;
+    for (const auto& skip : config.skips)
+      if (skip.from == i) outputs[i] = x;
     if (i == config.backout_layer) backout = x;
   }
   if (backout.defined()) x = x - backout_lambda.to(compute_dtype) * backout;

@@ -6,11 +6,11 @@
 //   x = embed(tokens)
 //   x = smear(x)                                   (models/smear.h; model.smear)
 //   x = x0 = norm(x)
-//   block i:  x = x + sigmoid(skip_l) skip          (i == skip_out; the gated skip)
+//   block i:  x = x + sigmoid(skip_l[k]) out[from_k]   (each gated skip k into layer i)
 //             x = resid_l[i] x + x0_l[i] x0
 //             x = x + attn(norm(x))                (unless the layer has no attention)
 //             x = x + mlp(norm(x))                 (relu^2; unless the layer has none)
-//             skip = x  (i == skip_in);  xb = x  (i == backout_layer)
+//             out[i] = x  (a skip's from layer);  xb = x  (i == backout_layer)
 //   x = x - backout_l xb                           (the backout)
 //   loss = cross-entropy(30 sigmoid(lm_head(norm(x)) / 7.5)), summed over
 //          tokens in training, the mean in evaluation (as record 29)
@@ -41,7 +41,11 @@
 //   lm_head.weight [vocab, dim] 0;
 //   scalars [resid lambdas (L, 1.1), x0 lambdas (L, 0), attention lambdas
 //     (L x 2: on W_qkv 0.5, on W_o 1.0), smear lambda 0, backout lambda 0.5,
-//     skip lambda -1.5, ones to a multiple of 8].
+//     one skip lambda per skip -1.5, ones to a multiple of 8].
+// Skips: the record's single one, 3 -> 6 (record 45, its lambda a sigmoid
+// gate since record 32), or any list of them, such as record 32's gated U-net
+// (KellerJordan/modded-nanogpt 2025-09-11_VectSigmoidBFloat16: after layers
+// 0..5 push x, before layers 6..11 add sigmoid(w) pop(): "5>6 4>7 ... 0>11").
 // Master weights are fp32 (the record keeps embeddings, gates and head in
 // bf16 without a master copy); forward casts them to the compute dtype.
 #pragma once
@@ -77,7 +81,7 @@ struct Record50Config {
   bool smear = true;
   bool key_offset = true;
   bool yarn = true;
-  int64_t skip_in = 3, skip_out = 6;  // -1: no skip
+  std::vector<SkipConnection> skips = {{3, 6}};
   int64_t backout_layer = 7;          // -1: no backout
   std::vector<int64_t> window_schedule = {3, 7, 11};
   int64_t extension_window = 13;

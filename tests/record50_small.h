@@ -20,8 +20,7 @@ inline Record50Config record50_small_config() {
   c.windows = parse_window_pattern("S S L - S L", 6, "test");
   c.value_embed = parse_value_embed_pattern("1 2 - - 0 1", 6, "test");
   c.mlp = parse_mlp_pattern("", 6, "test");
-  c.skip_in = 2;
-  c.skip_out = 3;
+  c.skips = parse_skip_pattern("2>3", 6, "test");
   c.backout_layer = 4;
   c.window_block = 16;
   c.window_schedule = {1, 3};

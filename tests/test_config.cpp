@@ -413,8 +413,7 @@ TEST(Config, Record50ConfigsHoldTheRecordsHyperparameters) {
   EXPECT_EQ(c.model.final_window, 20);
   EXPECT_EQ(c.model.attn_scale, 0.1);
   EXPECT_TRUE(c.model.smear && c.model.key_offset && c.model.yarn && c.model.fp8_head);
-  EXPECT_EQ(c.model.skip_in, 3);
-  EXPECT_EQ(c.model.skip_out, 6);
+  EXPECT_EQ(c.model.skips, "3>6");
   EXPECT_EQ(c.model.backout_layer, 7);
   EXPECT_EQ(c.train.steps, 2090);
   EXPECT_EQ(c.train.batch_schedule, "131072 262144 393216");  // 8, 16, 24 x 2048 x 8

@@ -163,7 +163,7 @@ TEST(Distributed, Record50WithABatchScheduleMatchesOneProcess) {
            "model.recipe=record50", "model.vocab_size=50257", "model.layers=4", "model.heads=2", "model.head_dim=16",
            "model.dim=32", "model.seq_len=256", "model.windows=S L - L", "model.value_embeds=1 - - 0",
            "model.window_schedule=1 2", "model.extension_window=3", "model.final_window=4", "model.window_block=16",
-           "model.smear=true", "model.key_offset=true", "model.yarn=true", "model.skip_in=0", "model.skip_out=2",
+           "model.smear=true", "model.key_offset=true", "model.yarn=true", "model.skips=0>2",
            "model.backout_layer=1", "model.fp8_head=false", "data.max_doc_tokens=64", "train.micro_batch=1",
            "train.batch_tokens=512", "train.batch_schedule=256 384 512", "train.steps=10", "train.val_every=5",
            "train.val_tokens=1024", "train.val_seq_len=512", "train.timing_warmup_steps=0",

@@ -27,6 +27,7 @@
 #include "tests/python_reference.h"
 #include "tests/record50_small.h"
 #include "tests/test_helpers.h"
+#include "trainer/base/config_error.h"
 #include "trainer/io/safetensors.h"
 
 using namespace muonrun;
@@ -50,7 +51,8 @@ std::string json_list(const std::vector<std::string>& items) {
 
 std::string config_json(const Record50Impl& m) {
   const auto& c = m.config;
-  std::vector<std::string> ve, attention, offset, freqs, mlp;
+  std::vector<std::string> ve, attention, offset, freqs, mlp, skips;
+  for (const auto& s : c.skips) skips.push_back(::fmt::format("[{}, {}]", s.from, s.to));
   for (int64_t i = 0; i < c.layers; ++i) {
     mlp.push_back(c.mlp[static_cast<size_t>(i)] ? "true" : "false");
     ve.push_back(std::to_string(c.value_embed[i]));
@@ -62,10 +64,10 @@ std::string config_json(const Record50Impl& m) {
   return ::fmt::format(
       "{{\"vocab\": {}, \"dim\": {}, \"heads\": {}, \"head_dim\": {}, \"layers\": {}, \"gate_dim\": {}, "
       "\"smear_dim\": {}, \"value_embed_layers\": {}, \"attention_layers\": {}, \"key_offset_layers\": {}, "
-      "\"smear\": {}, \"skip_in\": {}, \"skip_out\": {}, \"backout_layer\": {}, \"scalar_padding\": {}, "
+      "\"smear\": {}, \"skips\": {}, \"backout_layer\": {}, \"scalar_padding\": {}, "
       "\"attn_scale\": {:.17g}, \"rope_freqs\": {}, \"mlp_layers\": {}}}",
       c.vocab_padded, c.dim, c.heads, c.head_dim, c.layers, c.gate_dim, c.gate_dim, json_list(ve),
-      json_list(attention), json_list(offset), c.smear ? "true" : "false", c.skip_in, c.skip_out, c.backout_layer,
+      json_list(attention), json_list(offset), c.smear ? "true" : "false", json_list(skips), c.backout_layer,
       c.scalar_padding, m.attn_scale(), json_list(freqs), json_list(mlp));
 }
 
@@ -188,7 +190,8 @@ TEST(Record50, EachFeatureSwitchedOffStillMatches) {
       {"no smear", [](Record50Config& c) { c.smear = false; }},
       {"no key offset", [](Record50Config& c) { c.key_offset = false; }},
       {"no YaRN", [](Record50Config& c) { c.yarn = false; }},
-      {"no skip", [](Record50Config& c) { c.skip_in = c.skip_out = -1; }},
+      {"no skip", [](Record50Config& c) { c.skips.clear(); }},
+      {"record 32's gated U-net", [](Record50Config& c) { c.skips = parse_skip_pattern("2>3 1>4 0>5", 6, "test"); }},
       {"no backout", [](Record50Config& c) { c.backout_layer = -1; }},
       {"no MLP in layer 0 (record 30)", [](Record50Config& c) { c.mlp = parse_mlp_pattern("- M M M M M", 6, "test"); }},
       {"no attention in layer 0 (record 35)",
@@ -350,4 +353,36 @@ TEST(Record50, NamesShapesAndTheZeroHeadAtInit) {
     if (item.key() == "lm_head.weight") EXPECT_GT(norm, 0);
     else EXPECT_EQ(norm, 0) << item.key();
   }
+}
+
+// model.skips: record 50's single skip, record 32's gated U-net (one lambda
+// each, at -1.5, after the smear and backout lambdas), and bad skips named.
+TEST(Record50, SkipPatternsParseAndBadOnesAreNamed) {
+  EXPECT_EQ(parse_skip_pattern("3>6", 11, "model.skips"), (std::vector<SkipConnection>{{3, 6}}));
+  EXPECT_TRUE(parse_skip_pattern("", 11, "model.skips").empty());
+  const auto unet = parse_skip_pattern("5>6 4>7 3>8 2>9 1>10 0>11", 12, "model.skips");
+  ASSERT_EQ(unet.size(), 6u);
+  EXPECT_TRUE(unet[5] == (SkipConnection{0, 11}));
+  for (const auto& [text, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"6>3", "'6>3' is not a skip from>to between layers 0 <= from < to < 11"},
+           {"3>11", "'3>11' is not a skip"},
+           {"3-6", "'3-6' is not a skip"},
+           {"3>", "'3>' is not a skip"},
+           {"-1>2", "'-1>2' is not a skip"},
+           {"1>2 1>2", "names the skip 1>2 twice"}}) {
+    try {
+      parse_skip_pattern(text, 11, "model.skips");
+      ADD_FAILURE() << text << " parsed";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("model.skips: "), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+  }
+  auto c = small_config();
+  c.skips = parse_skip_pattern("2>3 1>4 0>5", 6, "test");
+  c.scalar_padding = 0;
+  Record50 model(c);
+  const auto s = model->scalars.detach();
+  ASSERT_EQ(s.numel(), 4 * 6 + 2 + 3);
+  EXPECT_TRUE(torch::equal(s.narrow(0, 4 * 6, 5), torch::tensor({0.0f, 0.5f, -1.5f, -1.5f, -1.5f})));
 }

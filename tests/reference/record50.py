@@ -5,7 +5,7 @@ windowed attention, value embeddings, sparse attention gate and
 sigmoid-capped logits, plus the changes of records 30-50: smear of the token
 embedding, lambda0 on the QKV weights and lambda1 on the O weights, value
 embeddings added without a lambda, a key offset on the long-window layers, a
-single sigmoid-gated skip, the backout, resid/x0 lambdas and YaRN.
+sigmoid-gated skip (any list of them, such as record 32's gated U-net), the backout, resid/x0 lambdas and YaRN.
 
 Transcribed from the record's own script -- the first 1643 lines of any log
 in records/track_1_short/2025-12-18_CautiousWDAdam/ of KellerJordan/
@@ -21,7 +21,7 @@ MLP L961-983, Block L985-997, Yarn L846-879, rotary L881-889):
   smear (L1092-1093):  g = smear_lambda * sigmoid(x[1:, :smear_dim] @ smear_gate^T)
                        x = cat(x[:1], x[1:] + g * x[:-1])    (across documents)
   x = x0 = rms_norm(x)
-  block i:  if i == skip_out:  x = x + sigmoid(skip_lambda) * skip
+  block i:  for each skip k into i:  x = x + sigmoid(skip_lambda[k]) * out[from_k]
             x = (resid[0] + x0l[0]) * x  if i == 0  else  resid[i] * x + x0l[i] * x0
             if layer i has attention, with h = rms_norm(x):
               q, k, v = h @ (lambda0 * qkvo_w[:3 dim])^T, viewed [T, 3 heads, head_dim],
@@ -35,13 +35,13 @@ MLP L961-983, Block L985-997, Yarn L846-879, rotary L881-889):
               y = y * sigmoid(h[:, :gate_dim] @ attn_gate^T)          (per head)
               x = x + y @ (lambda1 * qkvo_w[3 dim:])^T
             x = x + relu(rms_norm(x) @ c_fc^T)^2 @ c_proj     (both stored [4 dim, dim])
-            if i == skip_in: skip = x;   if i == backout_layer: xb = x
+            out[i] = x;   if i == backout_layer: xb = x
   x = x - backout_lambda * xb
   logits = 30 * sigmoid((rms_norm(x) @ lm_head^T) / 7.5)
   loss = cross_entropy(logits, targets), summed over tokens (training) or the
          mean (--eval), as the record's reduction="sum" if self.training else "mean".
   scalars = [resid lambdas (L), x0 lambdas (L), SA lambdas (L pairs: lambda0 on
-            W_qkv, lambda1 on W_o), smear_lambda, backout_lambda, skip_lambda,
+            W_qkv, lambda1 on W_o), smear_lambda, backout_lambda, a skip_lambda per skip,
             padding ones]                                       (L1034-1046, L1072-1077)
 
 Where this differs from the record, and why:
@@ -61,8 +61,10 @@ Where this differs from the record, and why:
  * The per-layer structure is configurable (the record hard-codes it:
    bm_sizes and key_shift = bm == long_bm L1079-1081, the ve list L1088,
    no attention at layer 6 L989, skip_in [3] / skip_out [6] / backout_layer 7
-   L1063-1066). The record's layer-0 form (resid[0] + x0l[0]) * x is kept
-   (x is x0 there: skip_out > skip_in >= 0 is required).
+   L1063-1066; record 32, 2025-09-11_VectSigmoidBFloat16, gated a U-net of
+   6 skips: after blocks 0..5 push x, before blocks 6..11 x += sigmoid(w) pop()).
+   The record's layer-0 form (resid[0] + x0l[0]) * x is kept (x is x0 there:
+   every skip has 0 <= from < to, so none enters layer 0).
  * rms_norm has no weight and eps = 1.1920929e-07, written out: the record's
    F.rms_norm(x, (x.size(-1),)) with eps=None takes float32's epsilon for
    float32 and bf16 input (float64's 2.2e-16 for float64 input, so it is
@@ -84,11 +86,12 @@ Config (JSON, every key required, unknown keys rejected; rope_freqs optional):
   attention_layers     per layer bool (record: all but layer 6)
   key_offset_layers    per layer bool (record: layers 3 and 10, the long windows)
   smear                bool
-  skip_in, skip_out    layer whose output is stored / before whose lambda mixing
-                       it is added with sigmoid(skip_lambda); both -1 or
-                       0 <= skip_in < skip_out < layers (record: 3, 6)
+  skips                list of [from, to]: layer from's output is added, times
+                       sigmoid(its skip_lambda), to layer to's input before its
+                       lambda mixing; 0 <= from < to < layers, no pair twice
+                       (record: [[3, 6]]; in list order when several enter one layer)
   backout_layer        -1 or a layer (record: 7)
-  scalar_padding       ones after the 4 L + 3 used scalars (record: (-4L-3) mod
+  scalar_padding       ones after the 4 L + 2 + len(skips) used scalars (record: (-4L-3) mod
                        world size: 1 on 8 GPUs, 0 on 1 GPU)
   attn_scale           the current softmax scale (after any YaRN; record: 0.1 at the start)
   rope_freqs           optional, head_dim/2 floats (see Rotary above)
@@ -105,7 +108,7 @@ Usage (run by muonrun's C++ tests with the venv's Python):
        blocks.{i}.attn.qkvo_w [4 dim, dim] (rows Q, K, V, O) and
        blocks.{i}.attn.attn_gate.weight [heads, gate_dim], for every layer
        blocks.{i}.mlp.c_fc [4 dim, dim] and blocks.{i}.mlp.c_proj [4 dim, dim],
-       lm_head.weight [vocab, dim], scalars [4 L + 3 + scalar_padding].
+       lm_head.weight [vocab, dim], scalars [4 L + 2 + len(skips) + scalar_padding].
     B: inputs (int64 [T]), targets (int64 [T]), cu_seqlens (int32 document
        offsets 0 = c0 <= c1 <= ... <= cn = T; repeated trailing T allowed, as
        the record pads them), windows (int64 [layers], the window W in tokens
@@ -143,7 +146,7 @@ which --self-test verifies):
   no-key-offset        no key offset on any layer
   key-offset-all-dims  the key-offset layers shift the whole key by one token
   no-backout           x - backout_lambda * xb left out
-  ungated-skip         x + skip instead of x + sigmoid(skip_lambda) * skip
+  ungated-skip         x + out[from] instead of x + sigmoid(skip_lambda) * out[from]
   no-value-embed       the first layer that has a value embedding goes without it
 Not kept: lambda-on-v (record 29's v = lambda0 * v instead of lambda0 on the
 QKV weights). lambda0 on Q and K cancels in their rms_norm except through
@@ -185,8 +188,7 @@ class Config:
     attention_layers: tuple
     key_offset_layers: tuple
     smear: bool
-    skip_in: int
-    skip_out: int
+    skips: tuple
     backout_layer: int
     scalar_padding: int
     attn_scale: float
@@ -194,7 +196,7 @@ class Config:
     mlp_layers: tuple | None = None
 
     KEYS = ("vocab", "dim", "heads", "head_dim", "layers", "gate_dim", "smear_dim", "value_embed_layers",
-            "attention_layers", "key_offset_layers", "smear", "skip_in", "skip_out", "backout_layer",
+            "attention_layers", "key_offset_layers", "smear", "skips", "backout_layer",
             "scalar_padding", "attn_scale")
 
     @staticmethod
@@ -203,7 +205,8 @@ class Config:
         missing, unknown = keys - d.keys(), d.keys() - keys - {"rope_freqs", "mlp_layers"}
         if missing or unknown:
             sys.exit(f"{where}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}")
-        c = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        c = Config(**{k: tuple(tuple(e) if isinstance(e, list) else e for e in v) if isinstance(v, list) else v
+                      for k, v in d.items()})
         c.validate(where)
         return c
 
@@ -211,7 +214,7 @@ class Config:
         def need(ok, what):
             if not ok:
                 sys.exit(f"{where}: expected {what}")
-        ints = ("vocab", "dim", "heads", "head_dim", "layers", "gate_dim", "smear_dim", "skip_in", "skip_out",
+        ints = ("vocab", "dim", "heads", "head_dim", "layers", "gate_dim", "smear_dim",
                 "backout_layer", "scalar_padding")
         need(all(isinstance(getattr(self, k), int) and not isinstance(getattr(self, k), bool) for k in ints),
              f"integers for {', '.join(ints)}")
@@ -232,8 +235,9 @@ class Config:
              "no key offset on a layer without attention")
         need(0 < self.gate_dim <= self.dim, f"0 < gate_dim <= dim, got {self.gate_dim}")
         need(0 < self.smear_dim <= self.dim, f"0 < smear_dim <= dim, got {self.smear_dim}")
-        need((self.skip_in == -1 and self.skip_out == -1) or 0 <= self.skip_in < self.skip_out < self.layers,
-             f"skip_in = skip_out = -1 or 0 <= skip_in < skip_out < layers, got {self.skip_in}, {self.skip_out}")
+        need(all(isinstance(s, tuple) and len(s) == 2 and all(type(e) is int for e in s) and
+                 0 <= s[0] < s[1] < self.layers for s in self.skips) and len(set(self.skips)) == len(self.skips),
+             f"skips: distinct [from, to] pairs with 0 <= from < to < layers, got {self.skips}")
         need(-1 <= self.backout_layer < self.layers, f"backout_layer in -1..{self.layers - 1}")
         need(self.scalar_padding >= 0, "scalar_padding >= 0")
         need(self.mlp_layers is None or (len(self.mlp_layers) == self.layers and
@@ -248,7 +252,7 @@ RECORD = Config(vocab=50304, dim=768, heads=6, head_dim=128, layers=11, gate_dim
                 value_embed_layers=(1, 2, -1, -1, -1, -1, -1, -1, 0, 1, 2),
                 attention_layers=tuple(i != 6 for i in range(11)),
                 key_offset_layers=tuple(i in (3, 10) for i in range(11)),
-                smear=True, skip_in=3, skip_out=6, backout_layer=7, scalar_padding=1, attn_scale=0.1)
+                smear=True, skips=((3, 6),), backout_layer=7, scalar_padding=1, attn_scale=0.1)
 
 
 def base_freqs(head_dim):
@@ -375,7 +379,7 @@ class GPT50(nn.Module):
             *[torch.tensor([0.5, 1.0]) for _ in range(L)],    # SA lambdas (lambda0 on W_qkv, lambda1 on W_o)
             torch.zeros(1),                                   # smear_lambda
             0.5 * torch.ones(1),                              # backout_lambda
-            -1.5 * torch.ones(1),                             # skip_lambda
+            -1.5 * torch.ones(len(c.skips)),                  # skip lambdas
             torch.ones(c.scalar_padding),
         ]))
 
@@ -386,7 +390,7 @@ class GPT50(nn.Module):
         sa_lambdas = self.scalars[2 * L:4 * L].view(-1, 2)
         smear_lambda = self.scalars[4 * L]
         backout_lambda = self.scalars[4 * L + 1]
-        skip_lambda = self.scalars[4 * L + 2]
+        skip_lambdas = self.scalars[4 * L + 2:4 * L + 2 + len(c.skips)]
 
         ve = [self.value_embeds[t](inputs) if t >= 0 else None for t in c.value_embed_layers]
         if ctl == "no-value-embed":
@@ -401,18 +405,18 @@ class GPT50(nn.Module):
             g = smear_lambda * torch.sigmoid(self.smear_gate(x[1:, :c.smear_dim]))
             x = torch.cat([x[:1], x[1:] + g * x[:-1]])
         x = x0 = norm(x)
-        skip = xb = None
+        outs, xb = {}, None
         for i, block in enumerate(self.blocks):
-            if i == c.skip_out:
-                x = x + (1 if ctl == "ungated-skip" else torch.sigmoid(skip_lambda)) * skip
+            for k, (src, dst) in enumerate(c.skips):
+                if dst == i:
+                    x = x + (1 if ctl == "ungated-skip" else torch.sigmoid(skip_lambdas[k])) * outs[src]
             if i == 0:
                 x = (resid_lambdas[0] + x0_lambdas[0]) * x
             else:
                 x = resid_lambdas[i] * x + x0_lambdas[i] * x0
             x = block(x, ve[i], sa_lambdas[i], masks[windows[i]], cos, sin, key_shift[i],
                       ctl == "key-offset-all-dims", self.lambda_on_v)
-            if i == c.skip_in:
-                skip = x
+            outs[i] = x
             if i == c.backout_layer:
                 xb = x
         if c.backout_layer >= 0 and ctl != "no-backout":
@@ -533,11 +537,11 @@ def main():
 # ---------------------------------------------------------------------------
 
 # A small model with every feature: a layer without attention (2) that is
-# also the skip target, value embeddings from all three tables, key offsets on
-# layers 1 and 4, backout from layer 3.
+# also a skip target, a second skip 0 -> 4, value embeddings from all three
+# tables, key offsets on layers 1 and 4, backout from layer 3.
 SMALL = Config(vocab=128, dim=32, heads=2, head_dim=16, layers=5, gate_dim=12, smear_dim=12,
                value_embed_layers=(1, 2, -1, -1, 0), attention_layers=(True, True, False, True, True),
-               key_offset_layers=(False, True, False, False, True), smear=True, skip_in=1, skip_out=2,
+               key_offset_layers=(False, True, False, False, True), smear=True, skips=((1, 2), (0, 4)),
                backout_layer=3, scalar_padding=2, attn_scale=0.1)
 
 
@@ -630,8 +634,8 @@ def check_record_structure():
     check(total == 268_665_612, f"{total:,} parameters = the record's 268,665,612 (world size 8)")
     s = GPT50(Config(**{**SMALL.__dict__, "scalar_padding": 1})).scalars.detach()
     L = SMALL.layers
-    check(torch.equal(s, torch.tensor([1.1] * L + [0.0] * L + [0.5, 1.0] * L + [0.0, 0.5, -1.5, 1.0])),
-          "scalars at init (small model): [1.1 x L, 0 x L, (0.5, 1) x L, 0, 0.5, -1.5, pad 1]")
+    check(torch.equal(s, torch.tensor([1.1] * L + [0.0] * L + [0.5, 1.0] * L + [0.0, 0.5, -1.5, -1.5, 1.0])),
+          "scalars at init (small model): [1.1 x L, 0 x L, (0.5, 1) x L, 0, 0.5, -1.5 x 2 skips, pad 1]")
     f = base_freqs(128)
     ref = (1 / 1024) ** torch.linspace(0, 1, steps=32, dtype=torch.float32)
     check(torch.equal(f[:32], ref) and f[32:].eq(0).all() and f.numel() == 64,
@@ -762,8 +766,9 @@ def check_model_facts():
     ok = torch.allclose(ins[0], (s[0] + s[L]) * x0, atol=1e-6)
     ok &= torch.allclose(ins[2], s[2] * (outs[1] + torch.sigmoid(s[4 * L + 2]) * outs[1]) + s[L + 2] * x0, atol=1e-5)
     ok &= torch.allclose(ins[3], s[3] * outs[2] + s[L + 3] * x0, atol=1e-5)
-    check(ok, "x0 = rms_norm(smeared embedding); block inputs resid*x + x0l*x0; skip from layer 1 "
-              "added with sigmoid(skip_lambda) before layer 2's mixing")
+    ok &= torch.allclose(ins[4], s[4] * (outs[3] + torch.sigmoid(s[4 * L + 3]) * outs[0]) + s[L + 4] * x0, atol=1e-5)
+    check(ok, "x0 = rms_norm(smeared embedding); block inputs resid*x + x0l*x0; skips from layers 1 and 0 "
+              "added with sigmoid(their skip_lambda) before the mixing of layers 2 and 4")
     back = outs[L - 1] - s[4 * L + 1] * outs[SMALL.backout_layer]
     check(torch.allclose(xs["final"], norm(back), atol=1e-5), "final x = rms_norm(x - backout_lambda * x_backout)")
 
@@ -781,13 +786,13 @@ def check_model_facts():
         check(same, f"{what} (loss and all gradients but the scalars' bit-identical to --control {control})")
 
     # The scalars' layout, read off which entries get a gradient.
-    used = torch.zeros(4 * L + 3 + SMALL.scalar_padding, dtype=torch.bool)
+    used = torch.zeros(4 * L + 2 + len(SMALL.skips) + SMALL.scalar_padding, dtype=torch.bool)
     used[:2 * L] = True
     for i, a in enumerate(SMALL.attention_layers):
         used[2 * L + 2 * i] = used[2 * L + 2 * i + 1] = a
-    used[4 * L:4 * L + 3] = True
+    used[4 * L:4 * L + 2 + len(SMALL.skips)] = True
     check(torch.equal(ref[1]["scalars"] != 0, used),
-          "scalars: [resid (L), x0 (L), SA pairs of attention layers (both lambdas), smear, backout, skip, "
+          "scalars: [resid (L), x0 (L), SA pairs of attention layers (both lambdas), smear, backout, skips, "
           "padding] by their gradients")
     no_attn = [i for i, a in enumerate(SMALL.attention_layers) if not a]
     check(all(f"blocks.{i}.attn.qkvo_w" not in model.state_dict() for i in no_attn),

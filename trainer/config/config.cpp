@@ -89,10 +89,10 @@ void visit_config(V& v, Config& c) {
            "(models/key_offset.h)");
     v.flag("yarn", c.model.yarn,
            "record50: rescale rotary frequencies and attention scale when the long window grows (models/yarn.h)");
-    v.number("skip_in", c.model.skip_in, int64_t{-1}, int64_t{1023},
-             "record50: the layer whose output the gated skip carries (-1: no skip)");
-    v.number("skip_out", c.model.skip_out, int64_t{-1}, int64_t{1023},
-             "record50: the later layer whose input adds sigmoid(skip_lambda) x that output (-1: no skip)");
+    v.text("skips", c.model.skips,
+           "record50: gated skips \"from>to ...\": layer to's input adds sigmoid(its skip lambda, init -1.5) x "
+           "layer from's output (record 50: \"3>6\"; record 32's U-net on 12 layers: \"5>6 4>7 3>8 2>9 1>10 "
+           "0>11\"); empty: none");
     v.number("backout_layer", c.model.backout_layer, int64_t{-1}, int64_t{1023},
              "record50: the layer whose output, times backout_lambda, leaves the final hidden state (-1: none)");
     v.number("extension_window", c.model.extension_window, int64_t{0}, int64_t{1} << 20,
