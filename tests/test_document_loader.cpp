@@ -12,7 +12,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <map>
 #include <random>
 #include <sstream>
 
@@ -88,6 +87,11 @@ std::string write_val_shards(const fs::path& dir) {
   return (dir / "val_*.bin").string();
 }
 
+// A new sequence length and document cut sent to the loader before a step.
+struct Resize {
+  int64_t T, cut;
+};
+
 struct Reference {
   std::vector<std::vector<int64_t>> tokens, offsets;  // [step * world + rank]
 };
@@ -95,13 +99,15 @@ struct Reference {
 // bos_finder.py's batches; its offsets with the zero-length segments left out
 // (consecutive repeats: its padding with T, a repeated 0 or T).
 Reference reference(const std::string& pattern, int64_t T, int world, int64_t max_doc, int steps,
-                    bool contiguous, const fs::path& dir, const std::map<int, int64_t>& resize = {}) {
+                    bool contiguous, const fs::path& dir, const std::map<int, Resize>& resize = {}) {
   const fs::path out = dir / "reference.txt";
   std::vector<std::string> args{"--pattern", pattern, "--tokens", std::to_string(T), "--world", std::to_string(world),
                                 "--max-seq-len", std::to_string(max_doc), "--steps", std::to_string(steps),
                                 "--out", out.string()};
   if (contiguous) args.push_back("--contiguous");
-  for (const auto& [step, tokens] : resize) args.insert(args.end(), {"--resize", std::to_string(step) + ":" + std::to_string(tokens)});
+  for (const auto& [step, stage] : resize)
+    args.insert(args.end(), {"--resize", std::to_string(step) + ":" + std::to_string(stage.T) + ":" +
+                                             std::to_string(stage.cut)});
   const auto run = tests::run_script("bos_finder.py", args, dir);
   EXPECT_EQ(run.rc, 0) << run.output;
   Reference ref;
@@ -191,15 +197,17 @@ TEST(DocumentLoader, PackedMatchesTheRecordsBosFinder) {
   compare_with_reference(DocumentMode::Packed, pattern, 48, 3, 60, dir);
 }
 
-// A batch-size schedule (train.batch_schedule): the loader's sequence length
-// changes between batches as record 50's generator's does after .send(),
+// A batch-size schedule (train.batch_schedule, train.doc_cut_schedule): the
+// loader's sequence length and document cut change between batches as record
+// 50's generator's do after .send((batch, max_seq_len, accumulation)),
 // smaller and larger, where a larger batch no longer fits in the shard's
 // rest (the record's StopIteration: on to the next shard), on 1 and 3 ranks.
 TEST(DocumentLoader, BatchSizeChangesMatchTheRecordsSend) {
   REQUIRE_PYTHON();
   const fs::path dir = tests::scratch_dir("resize_reference");
   const std::string pattern = write_train_shards(dir);
-  const std::map<int, int64_t> resize{{7, 24}, {19, 96}, {33, 48}, {41, 120}};
+  // New lengths and cuts (the record's max_seq_len, 24 at first): shorter, longer, unchanged.
+  const std::map<int, Resize> resize{{7, {24, 24}}, {19, {96, 40}}, {33, {48, 12}}, {41, {120, 12}}, {50, {120, 64}}};
   for (int world : {1, 3}) {
     const int steps = 60;
     const Reference ref = reference(pattern, 48, world, 24, steps, false, dir, resize);
@@ -209,7 +217,10 @@ TEST(DocumentLoader, BatchSizeChangesMatchTheRecordsSend) {
       DocumentBatch b;
       int64_t T = 48;
       for (int s = 0; s < steps; ++s) {
-        if (auto it = resize.find(s); it != resize.end()) loader.set_seq_tokens(T = it->second);
+        if (auto it = resize.find(s); it != resize.end()) {
+          T = it->second.T;
+          loader.resize(T, it->second.cut);
+        }
         loader.next_batch(b);
         const std::string where = "world " + std::to_string(world) + " rank " + std::to_string(rank) + " step " +
                                   std::to_string(s);

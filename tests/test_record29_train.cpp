@@ -14,6 +14,7 @@
 #include <cmath>
 #include <filesystem>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "models/record29.h"
@@ -293,6 +294,31 @@ TEST(Record50Train, BatchScheduleFollowsTheRecordsStages) {
   EXPECT_NE(error(bad, BatchLayout::packed_documents).find("train.batch_schedule: '131071'"), std::string::npos);
   bad.train.batch_schedule = "131072";
   EXPECT_NE(error(bad, BatchLayout::rows).find("needs a packed-document recipe"), std::string::npos);
+  // Each stage's document cut: data.max_doc_tokens throughout, or one per stage.
+  const BatchPlan plain = plan_batches(config, 8, BatchLayout::packed_documents);
+  EXPECT_EQ(plain.step_stage(0).max_doc_tokens, 2048);
+  EXPECT_EQ(plain.step_stage(2089).max_doc_tokens, 2048);
+  auto cut = config;
+  cut.train.doc_cut_schedule = "896 2048 1024";
+  const BatchPlan staged = plan_batches(cut, 8, BatchLayout::packed_documents);
+  for (const auto& [step, tokens, max_doc] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {0, 16384, 896}, {683, 16384, 896}, {684, 32768, 2048}, {1367, 49152, 1024}, {2089, 49152, 1024}}) {
+    EXPECT_EQ(staged.step_stage(step).seq_len, tokens) << "step " << step;
+    EXPECT_EQ(staged.step_stage(step).max_doc_tokens, max_doc) << "step " << step;
+  }
+  cut.train.doc_cut_schedule = "896 2048";
+  EXPECT_NE(error(cut, BatchLayout::packed_documents).find("train.doc_cut_schedule: '896 2048': expected one cut per "
+                                                           "stage of train.batch_schedule ('131072 262144 393216': 3 "
+                                                           "stages), got 2"),
+            std::string::npos)
+      << error(cut, BatchLayout::packed_documents);
+  cut.train.doc_cut_schedule = "896 0 2048";
+  EXPECT_NE(error(cut, BatchLayout::packed_documents).find("train.doc_cut_schedule: '0' is not a cut"),
+            std::string::npos);
+  cut.train.batch_schedule = "";
+  cut.train.doc_cut_schedule = "2048";
+  EXPECT_NE(error(cut, BatchLayout::packed_documents).find("train.batch_schedule ('': 0 stages), got 1"),
+            std::string::npos);
 }
 
 TEST(Record50Train, Record50KeysAreRefusedByTheOtherRecipes) {

@@ -16,13 +16,14 @@ line apart from these changes:
     (its shards of 100M tokens almost never end there);
   - new batch sizes arrive by `.send()` as in record 50
     (records/track_1_short/2025-12-18_CautiousWDAdam, the end of
-    distributed_data_generator: `new_params = yield ...`), here only the
-    tokens per rank (grad_accum_steps 1, max_seq_len unchanged).
+    distributed_data_generator: `new_params = yield ...`), here the tokens
+    per rank and the cut max_seq_len (grad_accum_steps 1).
 
 Usage: bos_finder.py --pattern GLOB --tokens T --world W --max-seq-len M
-                     --steps S [--contiguous] [--resize STEP:T ...] --out FILE
---resize STEP:T sends T tokens per rank before step STEP (as record 50's
-training loop sends each stage's batch size to its loader).
+                     --steps S [--contiguous] [--resize STEP:T[:M] ...] --out FILE
+--resize STEP:T[:M] sends T tokens per rank and max_seq_len M (unchanged
+when left out) before step STEP (as record 50's training loop sends each
+stage's batch size to its loader).
 Writes, for every step and then every rank, two lines: the rank's T + 1
 tokens (inputs then the last target), and the record's cumulative sequence
 lengths (padded, as the record pads them, to max_num_docs with T).
@@ -30,6 +31,7 @@ lengths (padded, as the record pads them, to max_num_docs with T).
 import argparse
 import glob
 import itertools
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +102,7 @@ def distributed_data_generator(filename_pattern: str, num_tokens: int, max_seq_l
     tokens = _load_data_shard(next(file_iter))
     finder = BOSFinder(tokens, world_size=world_size) if align_to_bos else None
     pos = 0  # for unaligned case
+    exhausted = 0  # shards in a row without a batch
 
     while True:
         num_tokens_local = num_tokens // world_size
@@ -111,9 +114,14 @@ def distributed_data_generator(filename_pattern: str, num_tokens: int, max_seq_l
                 start_idxs, end_idxs = np.array(seq_starts[rank]), np.array(seq_ends[rank])
             except StopIteration:
                 # This shard is exhausted, load the next one in the next loop iteration.
+                exhausted += 1
+                if exhausted > len(files):  # not the record's: it would loop for ever
+                    sys.exit(f"no shard of {filename_pattern} holds a batch of {world_size} x "
+                             f"{num_tokens_local} tokens with documents cut at {max_seq_len}")
                 tokens = _load_data_shard(next(file_iter))
                 finder = BOSFinder(tokens, world_size=world_size)
                 continue
+            exhausted = 0
 
             buf = np.concatenate([tokens[i:j] for i, j in zip(start_idxs, end_idxs)])
             _inputs = buf[:-1]
@@ -153,20 +161,28 @@ def main():
     ap.add_argument("--max-seq-len", type=int, default=2048)
     ap.add_argument("--steps", type=int, required=True)
     ap.add_argument("--contiguous", action="store_true", help="validation batches (align_to_bos=False)")
-    ap.add_argument("--resize", action="append", default=[], metavar="STEP:T",
-                    help="send T tokens per rank before step STEP")
+    ap.add_argument("--resize", action="append", default=[], metavar="STEP:T[:M]",
+                    help="send T tokens per rank (and max_seq_len M) before step STEP")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    resize = {int(s): int(t) for s, t in (r.split(":") for r in a.resize)}
+    resize = {}
+    for r in a.resize:
+        parts = [int(x) for x in r.split(":")]
+        if len(parts) not in (2, 3):
+            sys.exit(f"--resize {r}: expected STEP:T or STEP:T:M")
+        resize[parts[0]] = parts[1:]
+    max_seq_len = a.max_seq_len
     loaders = [distributed_data_generator(a.pattern, a.tokens * a.world,
                                           -1 if a.contiguous else a.max_seq_len, rank, a.world,
                                           align_to_bos=not a.contiguous)
                for rank in range(a.world)]
     with open(a.out, "w") as out:
         for step in range(a.steps):
+            if step in resize and len(resize[step]) == 2:
+                max_seq_len = resize[step][1]
             for loader in loaders:
                 if step in resize:
-                    inputs, targets, cum = loader.send((resize[step] * a.world, a.max_seq_len, 1))
+                    inputs, targets, cum = loader.send((resize[step][0] * a.world, max_seq_len, 1))
                 else:
                     inputs, targets, cum = next(loader)
                 assert (inputs[1:] == targets[:-1]).all()

@@ -116,6 +116,9 @@ void visit_config(V& v, Config& c) {
            "global batch in tokens of each equal part of the scheduled steps, e.g. \"131072 262144 393216\" "
            "(record 50; packed documents: the sequence per rank changes, the accumulation stays); "
            "empty: batch_tokens throughout");
+    v.text("doc_cut_schedule", c.train.doc_cut_schedule,
+           "with batch_schedule, each stage's cut of the packed documents in tokens, e.g. \"896 2048 2048\" (the "
+           "record's max_seq_len sent with each batch size); empty: data.max_doc_tokens in every stage");
     v.number("micro_batch", c.train.micro_batch, int64_t{1}, int64_t{1} << 20,
              "sequences per rank per forward/backward");
     v.number("val_every", c.train.val_every, int64_t{0}, kMaxInt,

@@ -241,14 +241,17 @@ void DocumentLoader::next_batch(DocumentBatch& batch) {
   move_to_shard(position_.shard + 1, position_.epoch);
 }
 
-void DocumentLoader::set_seq_tokens(int64_t T) {
-  if (T == options_.seq_tokens) return;
+void DocumentLoader::resize(int64_t T, int64_t max_doc_tokens) {
+  if (T == options_.seq_tokens && max_doc_tokens == options_.max_doc_tokens) return;
   if (T < 1 || T + 1 > kMaxShardTokens / options_.world)
     throw std::invalid_argument("data: " + std::to_string(T) + " tokens per sequence is not in 1.." +
                                 std::to_string(kMaxShardTokens / options_.world - 1));
+  if (max_doc_tokens < 1)
+    throw std::invalid_argument("data: max_doc_tokens " + std::to_string(max_doc_tokens) + " must be at least 1");
   options_.seq_tokens = T;
+  options_.max_doc_tokens = max_doc_tokens;
   global_tokens_ = options_.world * T;
-  usable_.assign(shards_.size(), -1);  // whether a shard holds one batch depends on T
+  usable_.assign(shards_.size(), -1);  // whether a shard holds one batch depends on both
   const bool packed = options_.mode == DocumentMode::Packed;
   if (fits(position_.shard, packed ? position_.document : position_.offset)) return;
   move_to_shard(position_.shard + 1, position_.epoch);

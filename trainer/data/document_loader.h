@@ -72,11 +72,12 @@ class DocumentLoader {
   // This rank's sequence of the next global batch; moves on by one global
   // batch (to the next shard, after the last back to the first).
   void next_batch(DocumentBatch& batch);
-  // From now on T tokens per rank (a batch-size schedule's next stage). If
-  // the batch at the current position no longer fits in its shard, the
-  // loader moves to the next shard, as at a shard's end (the record's
-  // generator after .send() of a new size).
-  void set_seq_tokens(int64_t T);
+  // From now on T tokens per rank, documents cut at `max_doc_tokens` (a
+  // batch-size schedule's next stage: the record's generator after
+  // .send((batch, max_seq_len, accumulation))). If the batch at the current
+  // position no longer fits in its shard, the loader moves to the next
+  // shard, as at a shard's end.
+  void resize(int64_t T, int64_t max_doc_tokens);
 
   LoaderPosition position() const { return position_; }
   // Continues from a saved position; throws if it names no batch of these shards.

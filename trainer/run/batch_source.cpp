@@ -43,10 +43,10 @@ class RowBatches : public LoaderSource<DataLoader> {
     tokens = to_device(tokens, device);
     return {tokens.narrow(0, 0, B * T).view({B, T}), tokens.narrow(0, 1, B * T).view({B, T}), {}};
   }
-  void set_seq_len(int64_t T) override {
-    if (T != shape_.seq_len)
+  void set_stage(const BatchStage& stage) override {  // rows hold no documents to cut
+    if (stage.seq_len != shape_.seq_len)
       throw std::logic_error("rows of " + std::to_string(shape_.seq_len) + " tokens cannot become " +
-                             std::to_string(T));
+                             std::to_string(stage.seq_len));
   }
 
  private:
@@ -67,7 +67,7 @@ class DocumentBatches : public LoaderSource<DocumentLoader> {
                        .clone();
     return {tokens.narrow(0, 0, T), tokens.narrow(0, 1, T), offsets};
   }
-  void set_seq_len(int64_t T) override { loader_.set_seq_tokens(T); }
+  void set_stage(const BatchStage& stage) override { loader_.resize(stage.seq_len, stage.max_doc_tokens); }
 
  private:
   DocumentBatch batch_;

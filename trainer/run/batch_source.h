@@ -17,14 +17,21 @@
 
 namespace muonrun {
 
+// A stage of a batch-size schedule: the packed sequence per rank, and the
+// tokens each of its documents is cut to.
+struct BatchStage {
+  int64_t seq_len, max_doc_tokens;
+};
+
 class BatchSource {
  public:
   virtual ~BatchSource() = default;
   // This rank's next micro-batch, on `device`.
   virtual TokenBatch next(const torch::Device& device) = 0;
-  // The packed sequence's length from now on (train.batch_schedule); a
-  // layout of rows keeps its shape and refuses another.
-  virtual void set_seq_len(int64_t T) = 0;
+  // The packed sequence's length and the documents' cut from now on (a
+  // stage of train.batch_schedule); a layout of rows keeps its shape and
+  // refuses another length.
+  virtual void set_stage(const BatchStage& stage) = 0;
   // Saved in checkpoints and restored exactly.
   virtual LoaderPosition position() const = 0;
   virtual void restore(const LoaderPosition& position) = 0;

@@ -47,6 +47,10 @@ struct TrainConfig {
   // The global batch of each equal part of the scheduled steps, e.g.
   // "131072 262144 393216" (record 50); "": batch_tokens throughout.
   std::string batch_schedule;
+  // With it, each stage's cut of the packed documents in tokens, e.g. "896
+  // 2048 2048" (the record's .send((batch, max_seq_len, accumulation)));
+  // "": data.max_doc_tokens in every stage.
+  std::string doc_cut_schedule;
   int64_t micro_batch = 64;       // sequences per rank per forward/backward
   int64_t val_every = 125;        // 0: only at the end
   int64_t val_tokens = 10485760;

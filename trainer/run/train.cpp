@@ -177,7 +177,7 @@ class Run {
     state_ = load_checkpoint(checkpoint_dir, *model_, optimizer_, world_.rank());
     // The position was found for the batch size of the step before: the
     // loader gets that size first, and the next step's as the run did.
-    train_data_->set_seq_len(plan_.step_seq_len(std::max<int64_t>(0, state_.step - 1)));
+    train_data_->set_stage(plan_.step_stage(std::max<int64_t>(0, state_.step - 1)));
     train_data_->restore(state_.loader);
     optimizer_.set_lr_scale(state_.lr_scale);
     if (world_.rank() == 0) truncate_metrics(dir_ + "/metrics.jsonl", state_.step);
@@ -199,7 +199,7 @@ class Run {
   StepOutcome train_step(int64_t step) {
     synchronize(device_);
     const auto start = std::chrono::steady_clock::now();
-    train_data_->set_seq_len(plan_.step_seq_len(step));  // train.batch_schedule's stage
+    train_data_->set_stage(plan_.step_stage(step));  // train.batch_schedule's stage
     StepParts parts{*model_, optimizer_, *train_data_, comm_, device_, plan_, nullptr, graph_.get()};
     StepHooks hooks;
     hooks.change_loss = [&](int64_t, torch::Tensor loss) {
@@ -282,8 +282,10 @@ class Run {
                  config_.train.batch_tokens, world_.size(), plan_.micro_batch, plan_.seq_len, plan_.accumulation);
     if (!plan_.stage_tokens.empty())
       spdlog::info("batch schedule: {} tokens per step by equal parts of {} scheduled steps (sequences of {} tokens "
-                   "per rank at first)",
-                   config_.train.batch_schedule, plan_.scheduled_steps, plan_.step_seq_len(0));
+                   "per rank at first); documents cut at {} tokens",
+                   config_.train.batch_schedule, plan_.scheduled_steps, plan_.step_seq_len(0),
+                   config_.train.doc_cut_schedule.empty() ? std::to_string(plan_.max_doc_tokens)
+                                                          : config_.train.doc_cut_schedule);
     spdlog::info("optimizer: {}", optimizer_.describe());
     if (const auto* plan = optimizer_.ownership()) {
       const auto [lo, hi] = std::minmax_element(plan->flops_per_rank.begin(), plan->flops_per_rank.end());

@@ -35,7 +35,8 @@ BatchPlan plan_batches(const Config& config, int world, BatchLayout layout) {
         config.train.val_tokens, config.train.val_seq_len > 0 ? "train.val_seq_len" : "model.seq_len", per_val_batch,
         std::max<int64_t>(1, config.train.val_tokens / per_val_batch) * per_val_batch));
   BatchPlan plan{B, T, config.train.batch_tokens / per_micro_step, val_T, config.train.val_tokens / per_val_batch,
-                 config.train.batch_tokens, {}, scheduled_steps(config.schedule, config.train.steps)};
+                 config.train.batch_tokens, {}, scheduled_steps(config.schedule, config.train.steps),
+                 config.data.max_doc_tokens, {}};
   for (const auto& word : words(config.train.batch_schedule)) {
     const auto tokens = parse_integer(word);
     const int64_t unit = world * plan.accumulation;
@@ -49,6 +50,18 @@ BatchPlan plan_batches(const Config& config, int world, BatchLayout layout) {
     throw ConfigError(fmt::format("train.batch_schedule needs a packed-document recipe (record29, record50), whose "
                                   "sequence length may change; model.recipe is {}",
                                   name_of(config.model.recipe)));
+  for (const auto& word : words(config.train.doc_cut_schedule)) {
+    const auto cut = parse_integer(word);
+    if (!cut || *cut < 1 || *cut > std::numeric_limits<int32_t>::max())
+      throw ConfigError(fmt::format("train.doc_cut_schedule: '{}' is not a cut in tokens (a whole number from 1)",
+                                    word));
+    plan.stage_doc_cut.push_back(*cut);
+  }
+  if (!plan.stage_doc_cut.empty() && plan.stage_doc_cut.size() != plan.stage_tokens.size())
+    throw ConfigError(fmt::format("train.doc_cut_schedule: '{}': expected one cut per stage of "
+                                  "train.batch_schedule ('{}': {} stages), got {}",
+                                  config.train.doc_cut_schedule, config.train.batch_schedule,
+                                  plan.stage_tokens.size(), plan.stage_doc_cut.size()));
   return plan;
 }
 
@@ -59,6 +72,13 @@ int64_t BatchPlan::step_tokens(int64_t step) const {
 
 int64_t BatchPlan::step_seq_len(int64_t step) const {
   return step_tokens(step) / (batch_tokens / seq_len);  // batch_tokens / seq_len: the sequences of a step
+}
+
+BatchStage BatchPlan::step_stage(int64_t step) const {
+  const int64_t cut = stage_doc_cut.empty()
+                          ? max_doc_tokens
+                          : stage_doc_cut[schedule_stage(step, scheduled_steps, stage_doc_cut.size())];
+  return {step_seq_len(step), cut};
 }
 
 int64_t BatchPlan::tokens_of_steps(int64_t first, int64_t end) const {

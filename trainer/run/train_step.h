@@ -30,6 +30,8 @@ struct BatchPlan {
   int64_t batch_tokens = 0;             // train.batch_tokens
   std::vector<int64_t> stage_tokens;    // train.batch_schedule, parsed; empty: batch_tokens throughout
   int64_t scheduled_steps = 0;          // train.steps - schedule.extension_steps
+  int64_t max_doc_tokens = 0;           // data.max_doc_tokens
+  std::vector<int64_t> stage_doc_cut;   // train.doc_cut_schedule, parsed; empty: max_doc_tokens throughout
 
   BatchShape train_shape() const { return {micro_batch, seq_len}; }
   BatchShape val_shape() const { return {micro_batch, val_seq_len}; }
@@ -37,6 +39,8 @@ struct BatchPlan {
   // x = step / scheduled_steps, the last from there on), and its sequence per rank.
   int64_t step_tokens(int64_t step) const;
   int64_t step_seq_len(int64_t step) const;
+  // That sequence and the cut of its documents.
+  BatchStage step_stage(int64_t step) const;
   // Tokens of steps [first, end).
   int64_t tokens_of_steps(int64_t first, int64_t end) const;
 };
@@ -45,7 +49,8 @@ struct BatchPlan {
 // divide into world x micro_batch x seq_len (x val_seq_len), when a
 // packed layout is given more than one sequence per micro-batch, or when
 // train.batch_schedule is not a list of batches, each at most batch_tokens
-// and a multiple of world x accumulation, for a packed-document recipe.
+// and a multiple of world x accumulation, for a packed-document recipe, or
+// train.doc_cut_schedule not one positive cut per stage of it.
 BatchPlan plan_batches(const Config& config, int world, BatchLayout layout);
 
 // The run's network, model.recipe's: seeded with run.seed, on `device`, bf16
