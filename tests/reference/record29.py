@@ -92,7 +92,6 @@ changes the loss of a model with non-zero weights):
   gate-on-raw-input  the gate reads the block input before rms_norm (after
                      the block lambdas) instead of the normed attention input
 """
-import argparse
 import math
 import sys
 from dataclasses import dataclass
@@ -100,10 +99,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
-from packed_documents import (FP32_EPS, check, document_window_mask, explicit_attention, load_batch,
-                              load_config, load_weights, norm, rotary)
+from packed_documents import (FP32_EPS, check, check_attention, document_window_mask, model_arguments, norm,
+                              rotary, run_model)
 
 VALUE_EMBED_TABLES = 3  # the record's value_embeds.{0,1,2}
 RECORD_NAME = "record-29"
@@ -299,57 +297,16 @@ def fp8_head_logits(x, w, dim):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config")
-    ap.add_argument("--weights")
-    ap.add_argument("--batch")
-    ap.add_argument("--out")
-    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    ap.add_argument("--eval", action="store_true", help="mean loss, no gradients")
-    ap.add_argument("--control", choices=CONTROLS, default="none")
+    ap = model_arguments(__doc__, CONTROLS)
     ap.add_argument("--fp8-head", action="store_true", help="the record's FP8 head (training loss only)")
-    ap.add_argument("--check-state-dict", action="store_true")
-    ap.add_argument("--self-test", action="store_true")
     args = ap.parse_args()
     torch.use_deterministic_algorithms(True)
-
     if args.self_test:
         self_test()
         return
-    required = ["config", "weights", "out"] + ([] if args.check_state_dict else ["batch"])
-    missing = [f"--{a.replace('_', '-')}" for a in required if getattr(args, a) is None]
-    if missing:
-        ap.error(f"missing {' '.join(missing)}")
-    c = load_config(args.config, Config)
-    model = GPT29(c, args.control, args.fp8_head)
-    load_weights(model, args.weights, RECORD_NAME)
-    if args.check_state_dict:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, args.out)
-        print(f"{len(model.state_dict())} tensors loaded strictly and written back -> {args.out}")
-        return
-
-    inputs, targets, cu_seqlens, windows = load_batch(args.batch, c)
-    model.to(getattr(torch, args.dtype))
-    if args.eval:
-        model.eval()
-        with torch.no_grad():
-            loss = model(inputs, targets, cu_seqlens, windows)
-        save_file({"loss": loss.reshape(())}, args.out)
-        print(f"eval loss {loss.item():.9g} -> {args.out}")
-        return
-    if args.fp8_head:  # the training (summed) loss through the FP8 head; _scaled_mm has no autograd
-        with torch.no_grad():
-            loss = model(inputs, targets, cu_seqlens, windows)
-        save_file({"loss": loss.reshape(())}, args.out)
-        print(f"fp8-head loss {loss.item():.9g} -> {args.out}")
-        return
-    loss = model(inputs, targets, cu_seqlens, windows)
-    loss.backward()
-    out = {"loss": loss.detach().reshape(())}
-    for name, p in model.named_parameters():
-        out["grad." + name] = (p.grad if p.grad is not None else torch.zeros_like(p)).contiguous()
-    save_file(out, args.out)
-    print(f"loss {loss.item():.9g}, {len(out) - 1} gradients -> {args.out}")
+    # The FP8 head gives the training (summed) loss only: _scaled_mm has no autograd.
+    run_model(ap, args, Config, lambda c: GPT29(c, args.control, args.fp8_head), RECORD_NAME,
+              loss_only="fp8-head" if args.fp8_head else None)
 
 
 # ---------------------------------------------------------------------------
@@ -379,33 +336,6 @@ def small_batch(c, T=96, cu=(0, 30, 31, 70, 96)):
     targets = torch.randint(c.vocab, (T,), generator=g)
     windows = torch.tensor([16, 4, 4, 0, 8, 4][:c.layers] + [16] * max(0, c.layers - 6))
     return inputs, targets, torch.tensor(cu, dtype=torch.int32), windows
-
-
-def check_attention():
-    print("mask attention vs explicit float64 softmax (values and gradients)")
-    g = torch.Generator().manual_seed(1)
-    T, H, D = 40, 2, 8
-    cu = torch.tensor([0, 13, 14, 33, 40, 40], dtype=torch.int32)  # a 1-token document, a padded tail
-    for window in (0, 3, 100):
-        q, k, v = (torch.randn(1, H, T, D, generator=g, dtype=torch.float64) for _ in range(3))
-        w = torch.randn(1, H, T, D, generator=g, dtype=torch.float64)
-        grads = []
-        for fn in (lambda a, b, c_: F.scaled_dot_product_attention(
-                       a, b, c_, attn_mask=document_window_mask(cu, T, window), scale=0.12),
-                   lambda a, b, c_: explicit_attention(a, b, c_, cu, window, 0.12)):
-            leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
-            y = fn(*leaves)
-            (y * w).sum().backward()
-            grads.append([y.detach()] + [t.grad for t in leaves])
-        err = max((a - b).abs().max().item() for a, b in zip(*grads))
-        check(err < 1e-12, f"window {window}: SDPA with the mask = explicit softmax, max error {err:.1e}")
-        q32, k32, v32 = q.float(), k.float(), v.float()
-        y32 = F.scaled_dot_product_attention(q32, k32, v32, attn_mask=document_window_mask(cu, T, window), scale=0.12)
-        err32 = (y32.double() - grads[1][0]).abs().max().item()
-        check(err32 < 1e-5, f"window {window}: float32 SDPA within {err32:.1e} of float64 math")
-    m = document_window_mask(torch.tensor([0, 50], dtype=torch.int32), 50, 7)
-    check(m.sum(-1)[7:].eq(8).all() and m.sum(-1)[:7].eq(torch.arange(1, 8)).all(),
-          "a window of W = 7 tokens shows W + 1 = 8 keys (itself included) once 7 tokens are behind")
 
 
 def check_init_loss():
@@ -607,7 +537,7 @@ def check_model_facts():
 
 
 def self_test():
-    check_attention()
+    check_attention(0.12)
     check_init_loss()
     check_record_facts()
     check_model_facts()
