@@ -2,15 +2,15 @@
 // of KellerJordan/modded-nanogpt), as config files spell them: which window
 // each layer attends over, which value-embedding table it mixes into its
 // values, and the long window's schedule in blocks. Parsed once when a
-// model is built; a bad pattern throws ConfigError naming its key.
+// model is built; a bad pattern throws ConfigError naming its key. No
+// LibTorch (muonrun_layer_patterns), so that the config fuzzer parses them
+// too (tests/fuzz/targets.cpp).
 #pragma once
 
-#include <torch/torch.h>
-
+#include <cstdint>
 #include <string>
 #include <vector>
 
-#include "models/language_model.h"
 #include "models/model_config.h"
 
 namespace muonrun {
@@ -45,15 +45,5 @@ std::vector<SkipConnection> parse_skip_pattern(const std::string& text, int64_t 
 // half-truncated rotary, the key offset), the gates' input within dim.
 // Throws ConfigError naming the key and `recipe`.
 void check_packed_model_shape(const ModelConfig& model, const char* recipe);
-
-// FLOPs per token (models/language_model.h) of a packed-document model:
-// every parameter but the embedding tables (embed, value_embeds) in matrix
-// products, and each attention layer's keys within its window.
-FlopsPerToken windowed_flops_per_token(const torch::nn::Module& model, const std::vector<LayerWindow>& windows,
-                                       int64_t channels, int64_t long_window, int64_t short_window, int64_t seq_len);
-
-// The records' init of q, k, v and c_fc: U(-sqrt(3) std, sqrt(3) std) with
-// std = 0.5 / sqrt(dim) ("0.5 is a bit better than the default 1/sqrt(3)").
-torch::Tensor speedrun_uniform_init(torch::IntArrayRef sizes, int64_t dim);
 
 }  // namespace muonrun

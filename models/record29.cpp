@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "models/chunked_head.h"
+#include "models/packed_model.h"
 #include "models/doc_window_attention.h"
 #include "models/fp8_linear.h"
 #include "models/rotary.h"

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "models/chunked_head.h"
+#include "models/packed_model.h"
 #include "models/key_offset.h"
 #include "models/rotary.h"
 #include "models/smear.h"

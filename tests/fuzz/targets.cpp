@@ -15,8 +15,9 @@
 #include <typeinfo>
 #include <utility>
 
-#include "trainer/io/safetensors_header.h"
+#include "models/layer_patterns.h"
 #include "tests/test_helpers.h"
+#include "trainer/io/safetensors_header.h"
 #include "trainer/config/config.h"
 #include "trainer/data/data_loader.h"
 #include "trainer/data/shard.h"
@@ -148,16 +149,49 @@ void check_header(const SafetensorsHeader& header, uint64_t data_size) {
     if (ranges[i].first < ranges[i - 1].second) finding("accepted overlapping tensors");
 }
 
+// The per-layer patterns an accepted config holds, parsed as the packed
+// recipes parse them when they build a model: each returns one entry per
+// layer or throws ConfigError naming its key.
+void check_model_patterns(const ModelConfig& m) {
+  const auto per_layer = [&](const char* key, size_t n) {
+    if (static_cast<int64_t>(n) != m.layers)
+      finding(std::string(key) + " parsed into " + std::to_string(n) + " entries for " + std::to_string(m.layers) +
+              " layers");
+  };
+  accepts<ConfigError>({"model.windows"}, [&] {
+    per_layer("model.windows", parse_window_pattern(m.windows, m.layers, "model.windows").size());
+  });
+  accepts<ConfigError>({"model.value_embeds"}, [&] {
+    per_layer("model.value_embeds", parse_value_embed_pattern(m.value_embeds, m.layers, "model.value_embeds").size());
+  });
+  accepts<ConfigError>({"model.mlps"}, [&] {
+    per_layer("model.mlps", parse_mlp_pattern(m.mlps, m.layers, "model.mlps").size());
+  });
+  accepts<ConfigError>({"model.window_schedule"}, [&] {
+    for (const int64_t blocks : parse_window_schedule(m.window_schedule, "model.window_schedule"))
+      if (blocks < 1) finding("model.window_schedule accepted a window of " + std::to_string(blocks) + " blocks");
+  });
+  accepts<ConfigError>({"model.skips"}, [&] {
+    for (const auto& skip : parse_skip_pattern(m.skips, m.layers, "model.skips"))
+      if (skip.from < 0 || skip.from >= skip.to || skip.to >= m.layers)
+        finding("model.skips accepted " + std::to_string(skip.from) + ">" + std::to_string(skip.to));
+  });
+}
+
 }  // namespace
 
 void config(std::string_view input) {
   const std::string text(input);
   Config from_file;
-  if (accepts<ConfigError>({"fuzz.yaml"}, [&] { apply_yaml(from_file, text, "fuzz.yaml"); }))
+  if (accepts<ConfigError>({"fuzz.yaml"}, [&] { apply_yaml(from_file, text, "fuzz.yaml"); })) {
     check_round_trip(from_file);
+    check_model_patterns(from_file.model);
+  }
   Config from_override;
-  if (accepts<ConfigError>({"--set "}, [&] { apply_override(from_override, text); }))
+  if (accepts<ConfigError>({"--set "}, [&] { apply_override(from_override, text); })) {
     check_round_trip(from_override);
+    check_model_patterns(from_override.model);
+  }
 }
 
 void json_reader(std::string_view input) {

@@ -16,7 +16,8 @@
 namespace muonrun::fuzz {
 
 // apply_yaml() on the input as a config file, apply_override() on it as one
-// `--set` assignment; an accepted config must survive to_yaml() unchanged.
+// `--set` assignment; an accepted config must survive to_yaml() unchanged,
+// and its per-layer model patterns parse or are refused naming their key.
 void config(std::string_view input);
 // json::parse() and extract_string_member() must agree; quote() must give JSON.
 void json_reader(std::string_view input);
