@@ -13,6 +13,7 @@
 #include "tests/pattern_shards.h"
 #include "tests/run_results.h"
 #include "tests/test_helpers.h"
+#include "trainer/tools/sweep.h"
 
 using namespace muonrun;
 namespace fs = std::filesystem;
@@ -107,4 +108,24 @@ TEST(Sweep, ErrorsNameTheFileAndLine) {
     EXPECT_NE(tests::read_file(dir / "sweep_output.txt").find(expected), std::string::npos)
         << tests::read_file(dir / "sweep_output.txt");
   }
+}
+
+// Every sweep the project ships (configs/ablations/*.yaml but the run config
+// they share) loads, and each of its runs' configs resolves: a key renamed in
+// the schema (model.skip_in -> model.skips) cannot leave one behind.
+TEST(Sweep, EveryShippedSweepLoadsAndResolvesItsRuns) {
+  const fs::path dir = fs::path(MUONRUN_SOURCE_DIR) / "configs" / "ablations";
+  int sweeps = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() != ".yaml" || tests::read_file(entry.path()).find("\nvariants:") == std::string::npos)
+      continue;
+    SCOPED_TRACE(entry.path().string());
+    const SweepPlan plan = load_sweep(entry.path().string());
+    const auto runs = expand_sweep(plan, tests::scratch_dir("shipped_sweeps").string());
+    size_t expected = 0;
+    for (const auto& v : plan.variants) expected += v.lr_multipliers.size() * plan.seeds.size();
+    EXPECT_EQ(runs.size(), expected) << plan.name;
+    ++sweeps;
+  }
+  EXPECT_GE(sweeps, 4);
 }
