@@ -87,7 +87,7 @@ struct Record50Config {
   int64_t extension_window = 13;
   int64_t final_window = 20;
   int64_t window_block = 128;
-  int64_t scalar_padding = 1;  // 4 x 11 + 3 = 47 used, padded to 48
+  int64_t scalar_padding = 1;  // 4 x 11 + 2 + 1 skip = 47 used, padded to 48
   bool fp8_head = false;
   bool fused_kernels = true;
 };

@@ -259,6 +259,22 @@ TEST(Record50Train, LossFallsAndResumesBitForBitInEveryStage) {
   const auto state = load_safetensors((dir / "run/checkpoints/step_000005/rank0.safetensors").string());
   EXPECT_EQ(state.tensors.count("adam.pending_grad.lm_head.weight"), 1u) << "Adam's half sum is saved";
   for (int64_t from : {9, 7, 5, 3}) expect_resume_repeats_the_run(dir, config, 10, from);
+  // Another batch or cut schedule would read other documents: refused unless forced.
+  for (const char* change : {"train.doc_cut_schedule=32 64 64", "train.batch_schedule=256 512 512"}) {
+    auto changed = overrides;
+    changed.push_back(change);
+    TrainOptions resume;
+    resume.resume = true;
+    try {
+      run_training(load_config({}, changed), resume);
+      ADD_FAILURE() << change << ": resumed";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("refusing to resume"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(std::string(change).substr(0, std::string(change).find('='))),
+                std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 // The batch schedule's stages in a run's plan: record 50's 131,072 ->

@@ -13,6 +13,7 @@
 #include "tests/pattern_shards.h"
 #include "tests/run_results.h"
 #include "tests/test_helpers.h"
+#include "trainer/run/train_step.h"
 #include "trainer/tools/sweep.h"
 
 using namespace muonrun;
@@ -111,8 +112,9 @@ TEST(Sweep, ErrorsNameTheFileAndLine) {
 }
 
 // Every sweep the project ships (configs/ablations/*.yaml but the run config
-// they share) loads, and each of its runs' configs resolves: a key renamed in
-// the schema (model.skip_in -> model.skips) cannot leave one behind.
+// they share) loads, and each of its runs builds its model and plans its
+// batches: a key renamed in the schema (model.skip_in -> model.skips) or a
+// value only the model checks (a skip past the last layer) cannot hide in one.
 TEST(Sweep, EveryShippedSweepLoadsAndResolvesItsRuns) {
   const fs::path dir = fs::path(MUONRUN_SOURCE_DIR) / "configs" / "ablations";
   int sweeps = 0;
@@ -122,6 +124,13 @@ TEST(Sweep, EveryShippedSweepLoadsAndResolvesItsRuns) {
     SCOPED_TRACE(entry.path().string());
     const SweepPlan plan = load_sweep(entry.path().string());
     const auto runs = expand_sweep(plan, tests::scratch_dir("shipped_sweeps").string());
+    for (const auto& run : runs) {
+      SCOPED_TRACE(run.id);
+      EXPECT_NO_THROW({
+        const LanguageModel model = make_model(run.config, torch::kCPU);
+        plan_batches(run.config, 1, model->layout());
+      });
+    }
     size_t expected = 0;
     for (const auto& v : plan.variants) expected += v.lr_multipliers.size() * plan.seeds.size();
     EXPECT_EQ(runs.size(), expected) << plan.name;

@@ -50,7 +50,10 @@ std::optional<std::string> checkpoint_to_resume(const Config& config, const Trai
     if (!from) throw std::runtime_error("--resume: no complete checkpoint in " + run_dir + "/checkpoints");
   }
   if (!from) return from;
-  auto differences = config_differences(checkpoint_config(*from), config, {"model.", "data."});
+  // The batch and cut schedules decide the data stream as data.* does: a
+  // resumed run with others would read other documents than the run did.
+  auto differences = config_differences(checkpoint_config(*from), config,
+                                        {"model.", "data.", "train.batch_schedule", "train.doc_cut_schedule"});
   if (!differences.empty() && !options.force) {
     std::string list;
     for (const auto& d : differences) list += "\n  " + d;
@@ -175,8 +178,9 @@ class Run {
 
   void restore(const std::string& checkpoint_dir) {
     state_ = load_checkpoint(checkpoint_dir, *model_, optimizer_, world_.rank());
-    // The position was found for the batch size of the step before: the
-    // loader gets that size first, and the next step's as the run did.
+    // The position was found for the batch stage (sequence length and
+    // document cut) of the step before: the loader gets that stage first,
+    // and the next step's as the run did.
     train_data_->set_stage(plan_.step_stage(std::max<int64_t>(0, state_.step - 1)));
     train_data_->restore(state_.loader);
     optimizer_.set_lr_scale(state_.lr_scale);
