@@ -27,6 +27,18 @@ namespace muonrun::tests {
 
 using Tensors = std::map<std::string, torch::Tensor>;
 
+// Copies of every parameter of `model` by name, and a model set from such copies
+// (one model's weights, as the optimizer tests start each run from them).
+inline Tensors weights_of(const torch::nn::Module& model) {
+  Tensors out;
+  for (const auto& item : model.named_parameters()) out[item.key()] = item.value().detach().clone();
+  return out;
+}
+inline void set_weights(torch::nn::Module& model, const Tensors& weights) {
+  torch::NoGradGuard no_grad;
+  for (auto& item : model.named_parameters()) item.value().copy_(weights.at(item.key()));
+}
+
 // ||got - ref|| / ||ref|| in float64 (||got - ref|| when ref is zero).
 inline double rel_error(const torch::Tensor& got, const torch::Tensor& ref) {
   auto g = got.to(torch::kDouble), r = ref.to(torch::kDouble);

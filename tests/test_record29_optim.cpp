@@ -74,15 +74,8 @@ Config record29_config() {
 // A record-29 model whose parameters are copies of `init` (all of one model's).
 Record29 make_model(const Tensors& init) {
   Record29 model(tests::record29_small_config());
-  torch::NoGradGuard no_grad;
-  for (auto& item : model->named_parameters()) item.value().copy_(init.at(item.key()));
+  tests::set_weights(*model, init);
   return model;
-}
-
-Tensors weights_of(const Record29& model) {
-  Tensors out;
-  for (const auto& item : model->named_parameters()) out[item.key()] = item.value().detach().clone();
-  return out;
 }
 
 // Gradients for `steps` steps: normal, except that the embeddings' rows of
@@ -122,7 +115,7 @@ std::vector<Tensors> run_ours(const Config& config, const Tensors& init, const s
   for (size_t t = 0; t < grads.size(); ++t) {
     set_grads(model, grads[t]);
     opt.step(first_step + static_cast<int64_t>(t));
-    out.push_back(weights_of(model));
+    out.push_back(tests::weights_of(*model));
   }
   return out;
 }
@@ -142,7 +135,7 @@ using tests::worst_displacement;
 Tensors initial_weights() {
   torch::manual_seed(29);
   Record29 model(tests::record29_small_config());
-  return weights_of(model);
+  return tests::weights_of(*model);
 }
 
 constexpr double kTolerance = 1e-5;
@@ -380,13 +373,13 @@ TEST(Record29Optim, OwnerAndReplicatedOnThreeRanksMatchOneProcess) {
       for (int t = 0; t < steps; ++t) {
         if (t == steps - 1) {
           for (auto& [k, v] : opt.state()) states[rank][k] = v.clone();
-          before_last[rank] = weights_of(model);
+          before_last[rank] = tests::weights_of(*model);
         }
         opt.begin_backward(true);
         set_grads(model, rank_grads[rank][t]);
         opt.end_backward();
         opt.step(t);
-        weights[rank].push_back(weights_of(model));
+        weights[rank].push_back(tests::weights_of(*model));
       }
     });
     const std::string tag = name_of(mode);
@@ -403,7 +396,7 @@ TEST(Record29Optim, OwnerAndReplicatedOnThreeRanksMatchOneProcess) {
     opt.load_state(gathered);
     set_grads(resumed, mean[steps - 1]);
     opt.step(steps - 1);
-    for (const auto& [name, w] : weights_of(resumed))
+    for (const auto& [name, w] : tests::weights_of(*resumed))
       EXPECT_LT(rel_error(w - init.at(name), single[steps - 1].at(name) - init.at(name)), 1e-6)
           << tag << " resumed " << name;
   }

@@ -82,15 +82,8 @@ torch::Tensor record_shape(const torch::Tensor& t) { return t.dim() == 3 ? t.res
 
 Record50 make_model(const Tensors& init) {
   Record50 model(tests::record50_small_config());
-  torch::NoGradGuard no_grad;
-  for (auto& item : model->named_parameters()) item.value().copy_(init.at(item.key()));
+  tests::set_weights(*model, init);
   return model;
-}
-
-Tensors weights_of(const Record50& model) {
-  Tensors out;
-  for (const auto& item : model->named_parameters()) out[item.key()] = item.value().detach().clone();
-  return out;
 }
 
 // Weights with nothing at zero (the zero-initialised projections and
@@ -103,7 +96,7 @@ Tensors initial_weights() {
     if (item.key() == "scalars") item.value().uniform_(-1, 1);
     else item.value().normal_(0, 0.05);
   }
-  return weights_of(model);
+  return tests::weights_of(*model);
 }
 
 // Normal gradients; the embeddings' rows of tokens "not in the batch" zero;
@@ -140,7 +133,7 @@ std::vector<Tensors> run_ours(const Config& config, const Tensors& init, const s
     add_grads(model, grads[t]);
     opt.step(first_step + static_cast<int64_t>(t));
     opt.zero_grad();
-    out.push_back(weights_of(model));
+    out.push_back(tests::weights_of(*model));
   }
   return out;
 }
@@ -251,7 +244,7 @@ TEST(Record50Optim, ResumeBetweenAdamsTwoStepsIsExact) {
     opt.step(0);
     opt.zero_grad();
     for (auto& [k, v] : opt.state()) saved[k] = v.clone();
-    weights = weights_of(model);
+    weights = tests::weights_of(*model);
   }
   EXPECT_TRUE(saved.count("adam.pending_grad.lm_head.weight")) << "Adam's half sum is part of the state";
   Record50 model = make_model(weights);
@@ -261,7 +254,7 @@ TEST(Record50Optim, ResumeBetweenAdamsTwoStepsIsExact) {
     add_grads(model, grads[t]);
     opt.step(t);
     opt.zero_grad();
-    for (const auto& [name, w] : weights_of(model))
+    for (const auto& [name, w] : tests::weights_of(*model))
       EXPECT_TRUE(torch::equal(w, straight[t].at(name))) << "step " << t << " " << name;
   }
 }

@@ -28,6 +28,20 @@ def norm(x):
     return F.rms_norm(x, (x.size(-1),), eps=FP32_EPS)
 
 
+def check_norm():
+    """Self-test of norm: F.rms_norm's eps=None for float32 and bfloat16
+    input, and that eps kept for float64."""
+    x = torch.randn(5, 64) * 1e-4
+    check(torch.equal(norm(x), F.rms_norm(x, (64,))) and
+          torch.equal(norm(x.bfloat16()), F.rms_norm(x.bfloat16(), (64,))),
+          "rms_norm eps = F.rms_norm's default (eps=None) for float32 and bfloat16 input")
+    xd = x.double()
+    explicit = xd * torch.rsqrt(xd.pow(2).mean(-1, keepdim=True) + FP32_EPS)
+    check(torch.allclose(norm(xd), explicit, rtol=1e-14, atol=0) and
+          not torch.allclose(norm(xd), F.rms_norm(xd, (64,)), rtol=1e-3),
+          "float64: eps stays 1.19e-7 (F.rms_norm's default would be 2.2e-16)")
+
+
 def rotary(x, cos, sin):
     """x [T, H, D]: the pairs (x[..., i], x[..., i + D/2]) rotated by the
     tables' angles (the records' apply_rotary_emb / Rotary.forward)."""

@@ -100,7 +100,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from packed_documents import (FP32_EPS, check, check_attention, document_window_mask, model_arguments, norm,
+from packed_documents import (check, check_attention, check_norm, document_window_mask, model_arguments, norm,
                               rotary, run_model)
 
 VALUE_EMBED_TABLES = 3  # the record's value_embeds.{0,1,2}
@@ -383,15 +383,7 @@ def check_record_facts():
           "rotary: 32 frequencies (1/1024)^linspace(0,1,32), then 32 zeros")
 
     print("norm, MLP, rotary, gate")
-    x = torch.randn(5, 64) * 1e-4
-    check(torch.equal(norm(x), F.rms_norm(x, (64,))) and
-          torch.equal(norm(x.bfloat16()), F.rms_norm(x.bfloat16(), (64,))),
-          "rms_norm eps = F.rms_norm's default (eps=None) for float32 and bfloat16 input")
-    xd = x.double()
-    explicit = xd * torch.rsqrt(xd.pow(2).mean(-1, keepdim=True) + FP32_EPS)
-    check(torch.allclose(norm(xd), explicit, rtol=1e-14, atol=0) and
-          not torch.allclose(norm(xd), F.rms_norm(xd, (64,)), rtol=1e-3),
-          "float64: eps stays 1.19e-7 (F.rms_norm's default would be 2.2e-16)")
+    check_norm()
 
     mlp = MLP(SMALL)
     with torch.no_grad():
