@@ -16,6 +16,7 @@
 #include <spdlog/fmt/fmt.h>
 
 #include "trainer/base/json.h"
+#include "trainer/config/yaml_keys.h"
 
 namespace muonrun {
 namespace {
@@ -400,19 +401,15 @@ class Applier {
     return find(nodes_.back(), key);
   }
 
-  // yaml-cpp keeps every entry of a mapping, block or flow, and lookups find
-  // the first, so a key given twice would silently keep its first value.
+  // A key given twice would silently keep its first value
+  // (trainer/config/yaml_keys.h); a non-scalar key check_unknown() refuses.
   void check_duplicates(const YAML::Node& map, const std::string& path) const {
-    std::map<std::string, YAML::Mark> first_mark;
-    for (auto it = map.begin(); it != map.end(); ++it) {
-      if (!it->first.IsScalar()) continue;  // check_unknown() refuses those
-      const auto [first, inserted] = first_mark.emplace(it->first.Scalar(), it->first.Mark());
-      if (inserted) continue;
-      std::string what = "key '" + join_path(path, it->first.Scalar()) + "' given twice";
-      if (with_lines_ && !first->second.is_null())
-        what += " (first at line " + std::to_string(first->second.line + 1) + ")";
-      fail(it->first, "", what);
-    }
+    const auto repeated = repeated_key(map);
+    if (!repeated) return;
+    std::string what = "key '" + join_path(path, repeated->key) + "' given twice";
+    if (with_lines_ && !repeated->first.is_null())
+      what += " (first at line " + std::to_string(repeated->first.line + 1) + ")";
+    fail(repeated->again, "", what);
   }
 
   void enter(const YAML::Node& node, const char* key) {

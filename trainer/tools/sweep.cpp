@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "trainer/base/atomic_file.h"
+#include "trainer/config/yaml_keys.h"
 #include "trainer/io/metrics.h"
 #include "trainer/tools/sweep_report.h"
 
@@ -25,16 +26,12 @@ namespace {
   throw ConfigError(where + ": " + what);
 }
 
-// yaml-cpp keeps both entries of a key given twice and its lookup returns
-// the first, so a repeated key would silently lose its second value: refused,
-// as in run configs.
+// A key given twice would silently lose its second value: refused, as in
+// run configs (trainer/config/yaml_keys.h).
 void check_unique_keys(const std::string& file, const YAML::Node& map) {
-  std::vector<std::string> seen;
-  for (const auto& kv : map) {
-    const std::string key = kv.first.Scalar();
-    if (std::find(seen.begin(), seen.end(), key) != seen.end()) fail(file, kv.first, "key '" + key + "' given twice");
-    seen.push_back(key);
-  }
+  if (const auto repeated = repeated_key(map))
+    fail(file, repeated->again,
+         "key '" + repeated->key + "' given twice (first at line " + std::to_string(repeated->first.line + 1) + ")");
 }
 
 // `set:` as key=value overrides.
